@@ -1,0 +1,62 @@
+"""OpenAI-compatible inference: `model` is `<tenant>/<project>[@<version>]`."""
+
+from __future__ import annotations
+
+from litestar import Controller, get, post
+
+from api import schemas
+from api.auth import Principal
+from api.errors import BadRequest
+from api.inference import InferenceService, completion_body
+from resources.database import Database
+from resources.repository import TenantScope
+
+
+class InferenceController(Controller):
+    path = "/v1"
+    tags = ["inference"]
+
+    @post(
+        "/chat/completions",
+        operation_id="createChatCompletion",
+        sync_to_thread=True,
+        status_code=200,
+    )
+    def chat(
+        self, data: schemas.ChatCompletionRequest, principal: Principal, inference: InferenceService
+    ) -> dict:
+        """Answer the last user message from the project's deployment, grounded on its documents, with citations."""
+        if data.stream:
+            raise BadRequest(
+                "streaming is not supported yet: send stream=false", code="stream_not_supported"
+            )
+        if data.max_tokens is not None and data.max_tokens < 1:
+            raise BadRequest("max_tokens must be at least 1", code="invalid_request")
+        questions = [m.content for m in data.messages if m.role == "user" and m.content.strip()]
+        if not questions:
+            raise BadRequest(
+                "messages must contain a non-empty user message", code="no_user_message"
+            )
+        target = inference.resolve(principal, data.model)
+        answer = inference.answer(target, questions[-1], data.max_tokens)
+        return completion_body(data.model, target, answer)
+
+    @get("/models", operation_id="listModels", sync_to_thread=True)
+    def models(self, principal: Principal, db: Database) -> dict:
+        """The caller's tenant's active deployments, OpenAI style."""
+        with db.session() as session:
+            scope = TenantScope(session, principal.tenant_id)
+            data = []
+            for project in scope.projects():
+                active = scope.active_deployment(project.id)
+                if active is not None:
+                    data.append(
+                        {
+                            "id": f"{principal.tenant_slug}/{project.slug}",
+                            "object": "model",
+                            "created": int(active.created_at.timestamp()),
+                            "owned_by": principal.tenant_slug,
+                            "version": active.version,
+                        }
+                    )
+            return {"object": "list", "data": data}

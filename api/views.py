@@ -1,0 +1,72 @@
+"""Rows -> response structs."""
+
+from __future__ import annotations
+
+from api import schemas
+from resources import tables
+from resources.repository import partition_key
+
+
+def tenant(row: tables.Tenant) -> schemas.Tenant:
+    return schemas.Tenant(id=row.id, slug=row.slug, name=row.name, created_at=row.created_at)
+
+
+def project(row: tables.Project, tenant_slug: str) -> schemas.Project:
+    return schemas.Project(
+        id=row.id,
+        slug=row.slug,
+        name=row.name,
+        partition_key=partition_key(tenant_slug, row.slug),
+        settings=row.settings or {},
+        created_at=row.created_at,
+    )
+
+
+def document(row: tables.Document) -> schemas.Document:
+    return schemas.Document(
+        id=row.id,
+        filename=row.filename,
+        sha256=row.sha256,
+        size_bytes=row.size_bytes,
+        declared_type=row.declared_type,
+        detected_type=row.detected_type,
+        status=row.status,
+        failure_reason=row.failure_reason,
+        page_count=row.page_count,
+        word_count=row.word_count,
+        duplicate_of=row.duplicate_of,
+        created_at=row.created_at,
+    )
+
+
+def run(row: tables.Run, events: list[tables.RunEvent] | None = None) -> schemas.Run:
+    return schemas.Run(
+        id=row.id,
+        kind=row.kind,
+        status=row.status,
+        dagster_run_id=row.dagster_run_id,
+        config=row.config or {},
+        error=row.error,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        events=[
+            schemas.RunEvent(
+                at=e.at, kind=e.kind, stage=e.stage, message=e.message, data=e.data or {}
+            )
+            for e in events or []
+        ],
+    )
+
+
+def deployment(row: tables.Deployment, tenant_slug: str, project_slug: str) -> schemas.Deployment:
+    return schemas.Deployment(
+        version=row.version,
+        model=f"{tenant_slug}/{project_slug}@{row.version}",
+        status=row.status,
+        base_model=row.base_model,
+        adapter_key=row.adapter_key,
+        dataset_version=row.dataset_version,
+        metrics=row.metrics or {},
+        created_at=row.created_at,
+        activated_at=row.activated_at,
+    )

@@ -1,0 +1,177 @@
+"""Deterministic instruction generation: question/answer pairs read straight out of a chunk
+(FAQ entries, "Key: value" facts, table rows, headed sections), so every project gets a
+grounded dataset without a capable generator model."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from dataclasses import asdict, dataclass
+
+from assets.dataset.chunking import Chunk
+from assets.dataset.prompt import (
+    DEFAULT_SYSTEM_PROMPT,
+    ContextPassage,
+    build_messages,
+    passage_label,
+)
+
+GENERATOR = "deterministic-v1"
+_FAQ_Q = re.compile(r"^\W*(?:Q|Question)\s*[:.]\s*(.+?\?)\W*$", re.I)
+_FAQ_A = re.compile(r"^\W*(?:A|Answer)\s*[:.]\s*(.+)$", re.I)
+_KEY_VALUE = re.compile(r"^[-*\s]*([A-Z][A-Za-z0-9 ()/&'-]{2,60}?)\s*:\s+(.{2,300})$")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+_MD_MARKUP = re.compile(r"[*_`]+")
+
+
+@dataclass(frozen=True)
+class QAPair:
+    question: str
+    answer: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    document_id: str
+    chunk_id: str
+    question: str
+    answer: str
+    kind: str
+    generator: str
+    citations: list[str]
+    messages: list[dict[str, str]]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _clean(text: str) -> str:
+    return re.sub(r"\s+", " ", _MD_MARKUP.sub("", text)).strip()
+
+
+def _sentences(text: str) -> list[str]:
+    body = " ".join(
+        line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    )
+    return [s.strip() for s in _SENTENCE.split(_clean(body)) if len(s.split()) >= 4]
+
+
+def _faq_pairs(lines: list[str]) -> list[QAPair]:
+    pairs = []
+    for i, line in enumerate(lines):
+        q = _FAQ_Q.match(_clean(line))
+        if not q:
+            continue
+        for follow in lines[i + 1 : i + 3]:
+            a = _FAQ_A.match(_clean(follow))
+            if a:
+                pairs.append(QAPair(q.group(1), a.group(1).strip(), "faq"))
+                break
+    return pairs
+
+
+def _row_pairs(line: str) -> list[QAPair]:
+    """Table rows rendered as `col: value; col: value` become one fact per column."""
+    fields = [f.split(":", 1) for f in line.split("; ") if ":" in f]
+    if len(fields) < 3:
+        return []
+    (first_key, first_value), rest = fields[0], fields[1:]
+    subject = f"{first_key.strip().replace('_', ' ')} {first_value.strip()}"
+    pairs = []
+    for key, value in rest:
+        key = key.strip().replace("_", " ")
+        value = value.strip()
+        if value:
+            pairs.append(
+                QAPair(
+                    f"What is the {key} for {subject}?",
+                    f"The {key} for {subject} is {value}.",
+                    "table",
+                )
+            )
+    return pairs
+
+
+def _key_value_pair(line: str) -> QAPair | None:
+    match = _KEY_VALUE.match(_clean(line))
+    if not match or _FAQ_Q.match(line) or _FAQ_A.match(line):
+        return None
+    key, value = match.group(1).strip(), match.group(2).strip()
+    if ";" in value and value.count(":") >= 2:
+        return None
+    phrase = key[0].lower() + key[1:] if not key[:2].isupper() else key
+    verb = "are" if phrase.endswith("s") and not phrase.endswith("ss") else "is"
+    return QAPair(f"What {verb} the {phrase}?", f"The {phrase} {verb} {value.rstrip('.')}.", "fact")
+
+
+def qa_pairs(chunk: Chunk) -> list[QAPair]:
+    """Every question/answer pair this generator can read out of one chunk."""
+    lines = [line for line in chunk.text.splitlines() if line.strip()]
+    pairs = _faq_pairs(lines)
+    faq_lines = {
+        i
+        for i, line in enumerate(lines)
+        if _FAQ_Q.match(_clean(line)) or _FAQ_A.match(_clean(line))
+    }
+    for i, line in enumerate(lines):
+        if i in faq_lines or line.lstrip().startswith("#"):
+            continue
+        rows = _row_pairs(_clean(line))
+        if rows:
+            pairs.extend(rows[:3])
+            continue
+        kv = _key_value_pair(line)
+        if kv:
+            pairs.append(kv)
+    if not pairs and chunk.heading:
+        sentences = _sentences(chunk.text)
+        if sentences:
+            topic = chunk.heading[-1]
+            answer = " ".join(sentences[:2])
+            pairs.append(
+                QAPair(
+                    f"What does the {chunk.filename} document say about {topic}?", answer, "section"
+                )
+            )
+    return pairs
+
+
+def _example_id(chunk_id: str, question: str) -> str:
+    return hashlib.sha256(f"{chunk_id}:{question}".encode()).hexdigest()[:20]
+
+
+def generate_examples(
+    chunks: list[Chunk],
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    distractors: int = 1,
+    seed: int = 0,
+) -> list[Example]:
+    """Examples in chat format. Each user turn holds the supporting chunk among `distractors`
+    chunks of other documents (shuffled), so the model learns to pick the right passage."""
+    rng = random.Random(seed)
+    examples: list[Example] = []
+    for chunk in chunks:
+        others = [c for c in chunks if c.document_id != chunk.document_id]
+        for pair in qa_pairs(chunk):
+            context = [chunk] + (
+                rng.sample(others, min(distractors, len(others))) if others else []
+            )
+            rng.shuffle(context)
+            passages = [ContextPassage(passage_label(c.filename, c.page), c.text) for c in context]
+            examples.append(
+                Example(
+                    id=_example_id(chunk.id, pair.question),
+                    document_id=chunk.document_id,
+                    chunk_id=chunk.id,
+                    question=pair.question,
+                    answer=pair.answer,
+                    kind=pair.kind,
+                    generator=GENERATOR,
+                    citations=[chunk.id],
+                    messages=build_messages(pair.question, passages, system_prompt, pair.answer),
+                )
+            )
+    return examples

@@ -1,0 +1,1 @@
+"""Normalisation stage: detect a document's type, extract its text, normalise it."""

@@ -1,0 +1,526 @@
+"""Extract page-addressed text from a document whose type is already known.
+
+Structure that later stages rely on (headings, list items, table rows) is kept
+as Markdown-like lines, so chunking can split on sections and citations can
+point at a page. Every failure a caller should act on surfaces as
+ExtractionError with a stable reason code; the corpus tests hold us to that.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import docx
+import pymupdf
+from bs4 import BeautifulSoup, NavigableString, Tag
+from bs4.element import PreformattedString
+from docx.opc.constants import RELATIONSHIP_TYPE as RT
+from docx.table import Table
+from docx.text.paragraph import Paragraph
+
+from assets.normalization.sniff import decode_text
+
+
+@dataclass(frozen=True)
+class Page:
+    """Text of one page; 1-based. Formats without pages yield a single page 1."""
+
+    number: int
+    text: str
+
+
+@dataclass
+class Extraction:
+    pages: list[Page]
+    method: str = "text"
+    # title / author / created / modified when the format records them; created and
+    # modified are ISO 8601 when parseable. PDF also reports unreadable_pages.
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return "\n\n".join(page.text for page in self.pages if page.text.strip())
+
+
+class ExtractionError(Exception):
+    """Extraction failed for a reason the document's owner can be told about.
+
+    `reason` is one of REASONS, stable for quarantine records and API responses.
+    """
+
+    REASONS = ("empty", "unsupported_type", "corrupt", "encrypted", "no_text")
+
+    def __init__(self, reason: str, message: str) -> None:
+        if reason not in self.REASONS:
+            raise ValueError(f"unknown extraction failure reason {reason!r}")
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def extract(data: bytes, doc_type: str) -> Extraction:
+    """Extract text from `data`, a document of `doc_type` (as sniff_type returns)."""
+    if not data:
+        raise ExtractionError("empty", "the document is empty (0 bytes)")
+    extractor = _EXTRACTORS.get(doc_type)
+    if extractor is None:
+        raise ExtractionError(
+            "unsupported_type", f"documents of type {doc_type!r} are not supported"
+        )
+    extraction = extractor(data)
+    if not any(page.text.strip() for page in extraction.pages):
+        raise ExtractionError("no_text", "the document contains no extractable text")
+    return extraction
+
+
+# --- PDF ---------------------------------------------------------------------
+
+
+def _extract_pdf(data: bytes) -> Extraction:
+    # MuPDF reports broken files through several exception types, at open and
+    # at any document-level call after it (page tree, metadata); all are "corrupt".
+    try:
+        document = pymupdf.open(stream=data, filetype="pdf")
+    except Exception as exc:
+        raise ExtractionError("corrupt", f"the PDF cannot be opened: {exc}") from exc
+    try:
+        return _read_pdf(document)
+    except ExtractionError:
+        raise
+    except Exception as exc:
+        raise ExtractionError("corrupt", f"the PDF cannot be read: {exc}") from exc
+    finally:
+        document.close()
+
+
+def _read_pdf(document: pymupdf.Document) -> Extraction:
+    # MuPDF already tries the empty user password on open; this covers builds
+    # that do not, and leaves needs_pass set only for real passwords.
+    if document.needs_pass and not document.authenticate(""):
+        raise ExtractionError("encrypted", "the PDF is protected by a password")
+    page_count = document.page_count
+    if page_count == 0:
+        raise ExtractionError("corrupt", "the PDF has no readable pages")
+    pages: list[Page] = []
+    unreadable: list[int] = []
+    for index in range(page_count):
+        try:
+            text = document.load_page(index).get_text("text", sort=True)
+        except Exception:  # One broken page must not cost the rest of the document.
+            text = ""
+            unreadable.append(index + 1)
+        pages.append(Page(number=index + 1, text=text))
+    metadata = _pdf_metadata(document.metadata or {})
+    if unreadable:
+        metadata["unreadable_pages"] = ",".join(str(number) for number in unreadable)
+    return Extraction(pages=pages, metadata=metadata)
+
+
+_PDF_DATE = re.compile(
+    r"^D?:?(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?\s*(?:([Zz])|([+-])(\d{2})'?(\d{2})?'?)?"
+)
+
+
+def _pdf_date(value: str) -> str:
+    """PDF date ("D:20240102030405+01'00'") as ISO 8601; the raw value if unparseable."""
+    match = _PDF_DATE.match(value.strip())
+    if not match:
+        return value
+    year, month, day, hour, minute, second, zulu, sign, tz_hours, tz_minutes = match.groups()
+    tzinfo: dt.tzinfo | None = None
+    if zulu:
+        tzinfo = dt.UTC
+    elif sign:
+        offset = dt.timedelta(hours=int(tz_hours), minutes=int(tz_minutes or 0))
+        tzinfo = dt.timezone(-offset if sign == "-" else offset)
+    try:
+        parsed = dt.datetime(
+            int(year),
+            int(month or 1),
+            int(day or 1),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            tzinfo=tzinfo,
+        )
+    except ValueError:
+        return value
+    return parsed.isoformat()
+
+
+def _pdf_metadata(raw: dict[str, Any]) -> dict[str, str]:
+    metadata: dict[str, str] = {}
+    for source, target in (("title", "title"), ("author", "author")):
+        value = raw.get(source)
+        if isinstance(value, str) and value.strip():
+            metadata[target] = value.strip()
+    for source, target in (("creationDate", "created"), ("modDate", "modified")):
+        value = raw.get(source)
+        if isinstance(value, str) and value.strip():
+            metadata[target] = _pdf_date(value)
+    return metadata
+
+
+# --- shared block rendering ----------------------------------------------------
+
+# A block is (kind, text); list items and table rows sit on consecutive lines,
+# everything else is separated by a blank line, as in Markdown.
+_Block = tuple[str, str]
+_LINE_KINDS = frozenset({"item", "row"})
+
+
+def _join_blocks(blocks: Iterable[_Block]) -> str:
+    parts: list[str] = []
+    previous_kind = ""
+    for kind, text in blocks:
+        if parts:
+            tight = kind == previous_kind and kind in _LINE_KINDS
+            parts.append("\n" if tight else "\n\n")
+        parts.append(text)
+        previous_kind = kind
+    return "".join(parts)
+
+
+def _table_lines(rows: list[list[str]]) -> list[str]:
+    """Render a table as one line per data row: "header: value; header: value".
+
+    A row of cells means little to a language model without its column names, so
+    every value carries its header. A table with a single row has no header to use.
+    """
+    rows = [[" ".join(cell.split()) for cell in row] for row in rows]
+    rows = [row for row in rows if any(row)]
+    if not rows:
+        return []
+    if len(rows) == 1:
+        return ["; ".join(cell for cell in rows[0] if cell)]
+    header, *body = rows
+    lines: list[str] = []
+    for row in body:
+        pairs = []
+        for index, value in enumerate(row):
+            if not value:
+                continue
+            name = header[index] if index < len(header) else ""
+            pairs.append(f"{name}: {value}" if name and name != value else value)
+        if pairs:
+            lines.append("; ".join(pairs))
+    return lines
+
+
+# --- DOCX ----------------------------------------------------------------------
+
+_HEADING_STYLE = re.compile(r"^heading\s+(\d)$", re.IGNORECASE)
+
+
+def _extract_docx(data: bytes) -> Extraction:
+    try:
+        document = docx.Document(io.BytesIO(data))
+        blocks = list(_docx_blocks(document.iter_inner_content()))
+        metadata = _docx_metadata(document)
+    except Exception as exc:
+        # python-docx lets zipfile, lxml and its own package reader raise whatever
+        # they raise on a malformed package; to the caller they all mean "corrupt".
+        raise ExtractionError("corrupt", f"the DOCX cannot be read: {exc}") from exc
+    return Extraction(pages=[Page(number=1, text=_join_blocks(blocks))], metadata=metadata)
+
+
+def _docx_blocks(content: Iterable[Paragraph | Table]) -> Iterable[_Block]:
+    for item in content:
+        if isinstance(item, Table):
+            rows = [_docx_row_cells(row, header=index == 0) for index, row in enumerate(item.rows)]
+            for line in _table_lines(rows):
+                yield ("row", line)
+            continue
+        text = item.text.strip()
+        if not text:
+            continue
+        style_name = _docx_style_name(item)
+        heading = _HEADING_STYLE.match(style_name)
+        if heading:
+            level = min(max(int(heading.group(1)), 1), 6)
+            yield ("heading", f"{'#' * level} {' '.join(text.split())}")
+        elif style_name.lower() == "title":
+            yield ("heading", f"# {' '.join(text.split())}")
+        elif style_name.lower().startswith("list") or _docx_is_numbered(item):
+            yield ("item", f"- {' '.join(text.split())}")
+        else:
+            yield ("paragraph", text)
+
+
+def _docx_row_cells(row: Any, header: bool) -> list[str]:
+    # A horizontally merged cell comes back once per grid column it spans. Keep
+    # one entry per column so values stay under their headers: a merged header
+    # names every column it spans, a merged value is stated once.
+    cells: list[str] = []
+    previous = None
+    for cell in row.cells:
+        cells.append("" if cell._tc is previous and not header else cell.text)
+        previous = cell._tc
+    return cells
+
+
+def _docx_style_name(paragraph: Paragraph) -> str:
+    style = paragraph.style
+    return (style.name or "") if style is not None else ""
+
+
+def _docx_is_numbered(paragraph: Paragraph) -> bool:
+    p_pr = paragraph._p.pPr
+    return p_pr is not None and p_pr.numPr is not None
+
+
+def _docx_metadata(document: Any) -> dict[str, str]:
+    # python-docx invents core properties (title "Word Document", modified now)
+    # when the package has none; report only what the file itself records.
+    try:
+        document.part.package.part_related_by(RT.CORE_PROPERTIES)
+    except KeyError:
+        return {}
+    properties = document.core_properties
+    metadata: dict[str, str] = {}
+    for name, value in (("title", properties.title), ("author", properties.author)):
+        if value and value.strip():
+            metadata[name] = value.strip()
+    for name, value in (("created", properties.created), ("modified", properties.modified)):
+        if isinstance(value, dt.datetime):
+            metadata[name] = value.isoformat()
+    return metadata
+
+
+# --- HTML ----------------------------------------------------------------------
+
+_HTML_DROP = ("script", "style", "nav", "header", "footer", "aside", "form", "noscript", "template")
+_HTML_DROP_ROLES = frozenset({"navigation", "banner", "contentinfo", "search", "complementary"})
+_HTML_HEADINGS = {f"h{level}": level for level in range(1, 7)}
+_HTML_BLOCKS = frozenset(
+    {
+        "address",
+        "article",
+        "blockquote",
+        "body",
+        "dd",
+        "details",
+        "div",
+        "dl",
+        "dt",
+        "fieldset",
+        "figcaption",
+        "figure",
+        "hr",
+        "main",
+        "p",
+        "section",
+        "summary",
+    }
+)
+
+
+def _extract_html(data: bytes) -> Extraction:
+    # Bytes, not decoded text, so BeautifulSoup can honour <meta charset>.
+    soup = BeautifulSoup(data, "lxml")
+    metadata: dict[str, str] = {}
+    if soup.title is not None:
+        title = " ".join(soup.title.get_text(" ").split())
+        if title:
+            metadata["title"] = title
+    _drop_boilerplate(soup)
+    roots: list[Tag] = []
+    main = soup.find("main")
+    if isinstance(main, Tag):
+        roots = [main]
+    else:
+        roots = [tag for tag in soup.find_all("article") if tag.find_parent("article") is None]
+    if not roots:
+        body = soup.body
+        roots = [body] if body is not None else [soup]
+    renderer = _HtmlRenderer()
+    for root in roots:
+        renderer.walk(root)
+        renderer.flush()
+    return Extraction(pages=[Page(number=1, text=_join_blocks(renderer.blocks))], metadata=metadata)
+
+
+def _drop_boilerplate(soup: BeautifulSoup) -> None:
+    doomed: list[Tag] = []
+    for tag in soup.find_all(True):
+        if tag.name in _HTML_DROP:
+            # An <article>'s own <header> holds its title and byline, not site chrome.
+            if tag.name == "header" and tag.find_parent("article") is not None:
+                continue
+            # ASP.NET WebForms pages wrap the whole body in one <form>.
+            if tag.name == "form" and tag.find(["main", "article", "h1", "h2"]) is not None:
+                continue
+            doomed.append(tag)
+        elif str(tag.get("role", "")).lower() in _HTML_DROP_ROLES or tag.has_attr("hidden"):
+            doomed.append(tag)
+    for tag in doomed:
+        # A tag inside one already removed is gone with it.
+        if not tag.decomposed:
+            tag.decompose()
+
+
+class _HtmlRenderer:
+    """Turn an HTML subtree into Markdown-like blocks."""
+
+    def __init__(self) -> None:
+        self.blocks: list[_Block] = []
+        self._inline: list[str] = []
+        self._item_prefix: str | None = None
+        self._list_depth = 0
+
+    def flush(self) -> None:
+        lines = [" ".join(line.split()) for line in "".join(self._inline).split("\n")]
+        text = "\n".join(line for line in lines if line)
+        self._inline.clear()
+        if self._item_prefix is not None:
+            if text:
+                self.blocks.append(("item", self._item_prefix + text))
+                # Text after a nested list still belongs to the item but gets no bullet.
+                self._item_prefix = None
+            return
+        if text:
+            self.blocks.append(("paragraph", text))
+
+    def walk(self, root: Tag) -> None:
+        # An explicit stack, not recursion: hostile pages nest thousands deep.
+        stack: list[tuple[bool, Any]] = [(False, child) for child in reversed(root.contents)]
+        while stack:
+            leaving, node = stack.pop()
+            if leaving:
+                self._leave(node)
+            elif isinstance(node, PreformattedString):
+                continue  # comments, doctype, CDATA, processing instructions
+            elif isinstance(node, NavigableString):
+                self._inline.append(str(node))
+            elif isinstance(node, Tag) and self._enter(node):
+                stack.append((True, node))
+                stack.extend((False, child) for child in reversed(node.contents))
+
+    def _enter(self, tag: Tag) -> bool:
+        """Handle an opening tag; True when its children are still to be walked."""
+        name = tag.name
+        if name in _HTML_HEADINGS:
+            self.flush()
+            text = " ".join(tag.get_text(" ").split())
+            if text:
+                self.blocks.append(("heading", f"{'#' * _HTML_HEADINGS[name]} {text}"))
+            return False
+        if name == "br":
+            self._inline.append("\n")
+            return False
+        if name == "table":
+            self.flush()
+            for line in _table_lines(_html_table_rows(tag)):
+                self.blocks.append(("row", line))
+            return False
+        if name == "pre":
+            self.flush()
+            text = tag.get_text().strip("\n")
+            if text.strip():
+                self.blocks.append(("paragraph", text))
+            return False
+        if name in ("ul", "ol"):
+            self.flush()
+            self._list_depth += 1
+        elif name == "li":
+            self.flush()
+            self._item_prefix = "  " * max(self._list_depth - 1, 0) + "- "
+        elif name in _HTML_BLOCKS:
+            self.flush()
+        return True
+
+    def _leave(self, tag: Tag) -> None:
+        name = tag.name
+        if name in ("ul", "ol"):
+            self.flush()
+            self._list_depth -= 1
+        elif name == "li":
+            self.flush()
+            self._item_prefix = None
+        elif name in _HTML_BLOCKS:
+            self.flush()
+
+
+def _html_table_rows(table: Tag) -> list[list[str]]:
+    rows: list[list[str]] = []
+    for row in table.find_all("tr"):
+        if row.find_parent("table") is not table:
+            continue  # a nested table's row; its own table renders it
+        cells: list[str] = []
+        for cell in row.find_all(["td", "th"], recursive=False):
+            span = _html_span(cell)
+            text = cell.get_text(" ")
+            # Keep columns aligned under colspan: a header names every column it
+            # spans, a value is stated once.
+            cells.extend([text] * span if not rows else [text] + [""] * (span - 1))
+        rows.append(cells)
+    return rows
+
+
+def _html_span(cell: Tag) -> int:
+    try:
+        return min(max(int(str(cell.get("colspan", "1"))), 1), 100)
+    except ValueError:
+        return 1
+
+
+# --- plain text formats ------------------------------------------------------------
+
+
+def _decoded(data: bytes) -> str:
+    text = decode_text(data)
+    if text is None:
+        raise ExtractionError("corrupt", "the document is not text in any recognised encoding")
+    return text
+
+
+def _extract_plain(data: bytes) -> Extraction:
+    return Extraction(pages=[Page(number=1, text=_decoded(data))])
+
+
+_CSV_SNIFF_SAMPLE = 64 * 1024
+
+
+def _extract_csv(data: bytes) -> Extraction:
+    text = _decoded(data)
+    try:
+        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(
+            text[:_CSV_SNIFF_SAMPLE], delimiters=",;\t|"
+        )
+    except csv.Error:
+        dialect = csv.excel
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline=""), dialect))
+    except csv.Error as exc:
+        raise ExtractionError("corrupt", f"the CSV cannot be parsed: {exc}") from exc
+    if not rows:
+        return Extraction(pages=[Page(number=1, text="")])
+    header = [" ".join(name.split()) for name in rows[0]]
+    lines: list[str] = []
+    for row in rows[1:]:
+        pairs = []
+        for index, raw in enumerate(row):
+            value = " ".join(raw.split())
+            if not value:
+                continue
+            name = header[index] if index < len(header) and header[index] else f"column {index + 1}"
+            pairs.append(f"{name}: {value}")
+        if pairs:
+            lines.append("; ".join(pairs))
+    return Extraction(pages=[Page(number=1, text="\n".join(lines))])
+
+
+_EXTRACTORS: dict[str, Callable[[bytes], Extraction]] = {
+    "pdf": _extract_pdf,
+    "docx": _extract_docx,
+    "html": _extract_html,
+    "md": _extract_plain,
+    "txt": _extract_plain,
+    "csv": _extract_csv,
+}

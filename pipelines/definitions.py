@@ -1,0 +1,56 @@
+"""The one Dagster Definitions object of privatune (`workspace.yaml` loads only this module)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+import assets.dataset.assets
+import assets.dedupe.assets
+import assets.deployment.assets
+import assets.evaluation.assets
+import assets.ingestion.assets
+import assets.normalization.assets
+import assets.training.assets
+from pipelines.partitions import tenant_project
+from resources.database import Database
+from resources.io_manager import ObjectStoreManifestIOManager
+from resources.model_runtime import ModelRuntime
+from resources.object_store import ObjectStoreResource
+
+PIPELINE_JOB = "project_pipeline"
+
+_stage_modules = [
+    assets.ingestion.assets,
+    assets.normalization.assets,
+    assets.dedupe.assets,
+    assets.dataset.assets,
+    assets.training.assets,
+    assets.evaluation.assets,
+    assets.deployment.assets,
+]
+
+all_assets = dg.load_assets_from_modules(_stage_modules)
+all_checks = dg.load_asset_checks_from_modules(_stage_modules)
+
+project_pipeline = dg.define_asset_job(
+    PIPELINE_JOB,
+    selection=dg.AssetSelection.all(),
+    partitions_def=tenant_project,
+    description="The whole graph for one tenant-project: documents to deployed adapter.",
+    # One process per run: the stages share the loaded base model and avoid a torch import per step.
+    executor_def=dg.in_process_executor,
+)
+
+_store = ObjectStoreResource()
+
+defs = dg.Definitions(
+    assets=all_assets,
+    asset_checks=all_checks,
+    jobs=[project_pipeline],
+    resources={
+        "db": Database(),
+        "store": _store,
+        "runtime": ModelRuntime(),
+        "io_manager": ObjectStoreManifestIOManager(store=_store),
+    },
+)

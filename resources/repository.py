@@ -1,0 +1,269 @@
+"""Tenant-scoped data access. Every query on tenant-owned rows goes through `TenantScope`,
+which adds `tenant_id = <this tenant>` to it; nothing else in the code queries those tables."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from resources.tables import (
+    ApiKey,
+    AuditEvent,
+    Deployment,
+    Document,
+    Project,
+    Run,
+    RunEvent,
+    Tenant,
+    utcnow,
+)
+
+API_KEY_PREFIX = "ptk_"
+
+
+def hash_api_key(plaintext: str) -> str:
+    # Keys are 256-bit random tokens, so a fast hash is enough (no dictionary to defend against).
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def new_api_key() -> str:
+    return API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def partition_key(tenant_slug: str, project_slug: str) -> str:
+    return f"{tenant_slug}__{project_slug}"
+
+
+def split_partition_key(key: str) -> tuple[str, str]:
+    tenant, sep, project = key.partition("__")
+    if not sep or not tenant or not project:
+        raise ValueError(f"partition key {key!r} is not of the form <tenant>__<project>")
+    return tenant, project
+
+
+def tenant_by_slug(session: Session, slug: str) -> Tenant | None:
+    return session.scalar(select(Tenant).where(Tenant.slug == slug))
+
+
+def create_tenant(session: Session, slug: str, name: str) -> tuple[Tenant, str]:
+    """Create a tenant and its first API key; returns the key in plain text (shown once)."""
+    tenant = Tenant(slug=slug, name=name)
+    session.add(tenant)
+    session.flush()
+    plaintext = TenantScope(session, tenant.id).create_api_key("default")
+    return tenant, plaintext
+
+
+def authenticate(session: Session, plaintext: str) -> tuple[Tenant, ApiKey] | None:
+    """The tenant that owns this (unrevoked) key, or None."""
+    if not plaintext.startswith(API_KEY_PREFIX):
+        return None
+    row = session.execute(
+        select(ApiKey, Tenant)
+        .join(Tenant, Tenant.id == ApiKey.tenant_id)
+        .where(ApiKey.key_hash == hash_api_key(plaintext), ApiKey.revoked_at.is_(None))
+    ).first()
+    if row is None:
+        return None
+    key, tenant = row
+    key.last_used_at = utcnow()
+    return tenant, key
+
+
+class TenantScope:
+    """Reads and writes of one tenant's rows."""
+
+    def __init__(self, session: Session, tenant_id: str) -> None:
+        self.session = session
+        self.tenant_id = tenant_id
+
+    # api keys
+    def create_api_key(self, name: str) -> str:
+        plaintext = new_api_key()
+        self.session.add(
+            ApiKey(
+                tenant_id=self.tenant_id,
+                name=name,
+                prefix=plaintext[:12],
+                key_hash=hash_api_key(plaintext),
+            )
+        )
+        self.session.flush()
+        return plaintext
+
+    # projects
+    def projects(self) -> Sequence[Project]:
+        return self.session.scalars(
+            select(Project).where(Project.tenant_id == self.tenant_id).order_by(Project.slug)
+        ).all()
+
+    def project(self, slug: str) -> Project | None:
+        return self.session.scalar(
+            select(Project).where(Project.tenant_id == self.tenant_id, Project.slug == slug)
+        )
+
+    def create_project(self, slug: str, name: str, settings: dict[str, Any]) -> Project:
+        project = Project(tenant_id=self.tenant_id, slug=slug, name=name, settings=settings)
+        self.session.add(project)
+        self.session.flush()
+        return project
+
+    # documents
+    def documents(
+        self, project_id: str, statuses: Sequence[str] | None = None
+    ) -> Sequence[Document]:
+        query = select(Document).where(
+            Document.tenant_id == self.tenant_id, Document.project_id == project_id
+        )
+        if statuses:
+            query = query.where(Document.status.in_(statuses))
+        return self.session.scalars(query.order_by(Document.created_at, Document.id)).all()
+
+    def document(self, document_id: str) -> Document | None:
+        return self.session.scalar(
+            select(Document).where(Document.tenant_id == self.tenant_id, Document.id == document_id)
+        )
+
+    def document_by_sha256(self, project_id: str, sha256: str) -> Document | None:
+        return self.session.scalar(
+            select(Document).where(
+                Document.tenant_id == self.tenant_id,
+                Document.project_id == project_id,
+                Document.sha256 == sha256,
+            )
+        )
+
+    def add_document(self, project_id: str, **fields: Any) -> Document:
+        document = Document(tenant_id=self.tenant_id, project_id=project_id, **fields)
+        self.session.add(document)
+        self.session.flush()
+        return document
+
+    # runs
+    def add_run(self, project_id: str, kind: str, config: dict[str, Any]) -> Run:
+        run = Run(tenant_id=self.tenant_id, project_id=project_id, kind=kind, config=config)
+        self.session.add(run)
+        self.session.flush()
+        return run
+
+    def runs(self, project_id: str, limit: int = 50) -> Sequence[Run]:
+        return self.session.scalars(
+            select(Run)
+            .where(Run.tenant_id == self.tenant_id, Run.project_id == project_id)
+            .order_by(Run.created_at.desc())
+            .limit(limit)
+        ).all()
+
+    def run(self, run_id: str) -> Run | None:
+        return self.session.scalar(
+            select(Run).where(Run.tenant_id == self.tenant_id, Run.id == run_id)
+        )
+
+    def run_by_dagster_id(self, dagster_run_id: str) -> Run | None:
+        return self.session.scalar(
+            select(Run).where(Run.tenant_id == self.tenant_id, Run.dagster_run_id == dagster_run_id)
+        )
+
+    def add_run_event(
+        self,
+        run_id: str,
+        kind: str,
+        message: str = "",
+        stage: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> RunEvent:
+        event = RunEvent(
+            tenant_id=self.tenant_id,
+            run_id=run_id,
+            kind=kind,
+            stage=stage,
+            message=message,
+            data=data or {},
+        )
+        self.session.add(event)
+        self.session.flush()
+        return event
+
+    def run_events(self, run_id: str) -> Sequence[RunEvent]:
+        return self.session.scalars(
+            select(RunEvent)
+            .where(RunEvent.tenant_id == self.tenant_id, RunEvent.run_id == run_id)
+            .order_by(RunEvent.at, RunEvent.id)
+        ).all()
+
+    # deployments
+    def deployments(self, project_id: str) -> Sequence[Deployment]:
+        return self.session.scalars(
+            select(Deployment)
+            .where(Deployment.tenant_id == self.tenant_id, Deployment.project_id == project_id)
+            .order_by(Deployment.version.desc())
+        ).all()
+
+    def deployment(self, project_id: str, version: int) -> Deployment | None:
+        return self.session.scalar(
+            select(Deployment).where(
+                Deployment.tenant_id == self.tenant_id,
+                Deployment.project_id == project_id,
+                Deployment.version == version,
+            )
+        )
+
+    def active_deployment(self, project_id: str) -> Deployment | None:
+        return self.session.scalar(
+            select(Deployment).where(
+                Deployment.tenant_id == self.tenant_id,
+                Deployment.project_id == project_id,
+                Deployment.status == "active",
+            )
+        )
+
+    def add_deployment(self, project_id: str, **fields: Any) -> Deployment:
+        latest = self.deployments(project_id)
+        version = (latest[0].version + 1) if latest else 1
+        deployment = Deployment(
+            tenant_id=self.tenant_id, project_id=project_id, version=version, **fields
+        )
+        self.session.add(deployment)
+        self.session.flush()
+        return deployment
+
+    def activate(self, deployment: Deployment) -> None:
+        """Make `deployment` the project's only active one."""
+        if deployment.tenant_id != self.tenant_id:
+            raise PermissionError("deployment belongs to another tenant")
+        self.session.execute(
+            update(Deployment)
+            .where(
+                Deployment.tenant_id == self.tenant_id,
+                Deployment.project_id == deployment.project_id,
+                Deployment.id != deployment.id,
+            )
+            .values(status="inactive")
+        )
+        deployment.status = "active"
+        deployment.activated_at = utcnow()
+        self.session.flush()
+
+    # audit
+    def audit(
+        self, actor: str, action: str, target: str = "", data: dict[str, Any] | None = None
+    ) -> None:
+        self.session.add(
+            AuditEvent(
+                tenant_id=self.tenant_id, actor=actor, action=action, target=target, data=data or {}
+            )
+        )
+        self.session.flush()
+
+    def audit_events(self, limit: int = 100) -> Sequence[AuditEvent]:
+        return self.session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.tenant_id == self.tenant_id)
+            .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+            .limit(limit)
+        ).all()

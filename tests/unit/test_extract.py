@@ -1,0 +1,436 @@
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+import zipfile
+from pathlib import Path
+
+import docx
+import pymupdf
+import pytest
+
+from assets.normalization.extract import Extraction, ExtractionError, Page, extract
+from assets.normalization.sniff import declared_type, sniff_type
+
+CORPORA = Path(__file__).resolve().parents[2].parent / "shared" / "corpora"
+
+
+def _pdf(pages: list[str], **save_options: object) -> bytes:
+    document = pymupdf.open()
+    for text in pages:
+        document.new_page().insert_text((72, 72), text)
+    document.set_metadata(
+        {
+            "title": "Staff handbook",
+            "author": "HR team",
+            "creationDate": "D:20240102030405+01'00'",
+            "modDate": "D:20240305",
+        }
+    )
+    return document.tobytes(**save_options)
+
+
+def _reason(data: bytes, doc_type: str) -> str:
+    with pytest.raises(ExtractionError) as raised:
+        extract(data, doc_type)
+    return raised.value.reason
+
+
+# --- PDF -------------------------------------------------------------------------
+
+
+def test_pdf_pages_are_numbered_and_kept_apart() -> None:
+    extraction = extract(_pdf(["Annual leave is 25 days.", "Sick leave is unlimited."]), "pdf")
+
+    assert extraction.method == "text"
+    assert [page.number for page in extraction.pages] == [1, 2]
+    assert "Annual leave is 25 days." in extraction.pages[0].text
+    assert "Sick leave" not in extraction.pages[0].text
+    assert "Sick leave is unlimited." in extraction.pages[1].text
+
+
+def test_pdf_metadata_dates_become_iso() -> None:
+    metadata = extract(_pdf(["Text"]), "pdf").metadata
+
+    assert metadata["title"] == "Staff handbook"
+    assert metadata["author"] == "HR team"
+    assert dt.datetime.fromisoformat(metadata["created"]) == dt.datetime(
+        2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=1))
+    )
+    assert metadata["modified"].startswith("2024-03-05")
+
+
+def test_pdf_with_user_password_is_encrypted() -> None:
+    data = _pdf(
+        ["Board minutes"], encryption=pymupdf.PDF_ENCRYPT_AES_256, user_pw="x", owner_pw="y"
+    )
+
+    assert sniff_type(data, "minutes.pdf") == "pdf"
+    assert _reason(data, "pdf") == "encrypted"
+
+
+def test_pdf_with_only_owner_password_extracts() -> None:
+    data = _pdf(
+        ["Readable by anyone"],
+        encryption=pymupdf.PDF_ENCRYPT_AES_256,
+        user_pw="",
+        owner_pw="y",
+        permissions=0,
+    )
+    assert pymupdf.open(stream=data, filetype="pdf").metadata["encryption"]  # really encrypted
+
+    assert "Readable by anyone" in extract(data, "pdf").pages[0].text
+
+
+def test_pdf_without_text_is_no_text() -> None:
+    document = pymupdf.open()
+    document.new_page().draw_rect(pymupdf.Rect(10, 10, 100, 100), color=(0, 0, 0))
+
+    assert _reason(document.tobytes(), "pdf") == "no_text"
+
+
+@pytest.mark.parametrize("keep", [10, 200, 0.5, 0.9])
+def test_truncated_pdf_is_corrupt_or_no_text_never_a_crash(keep: float) -> None:
+    data = _pdf(["One page of text", "and another"])
+    cut = data[: int(keep * len(data)) if keep < 1 else int(keep)]
+    try:
+        extraction = extract(cut, "pdf")
+    except ExtractionError as error:
+        assert error.reason in {"corrupt", "no_text"}
+    else:
+        # MuPDF rebuilds a lost xref; whatever it recovers must be real text.
+        assert "One page of text" in extraction.pages[0].text
+
+
+def test_cut_to_a_header_is_corrupt() -> None:
+    assert _reason(_pdf(["Text"])[:40], "pdf") == "corrupt"
+
+
+def test_text_claimed_as_pdf_is_corrupt() -> None:
+    assert _reason(b"this is just a note", "pdf") == "corrupt"
+
+
+# --- DOCX ------------------------------------------------------------------------
+
+
+def _docx() -> bytes:
+    document = docx.Document()
+    document.add_heading("Handbook", 0)
+    document.add_heading("Leave policy", 1)
+    document.add_paragraph("Employees get 25 days.")
+    document.add_paragraph("Carry over is allowed", style="List Bullet")
+    document.add_paragraph("Ask your manager", style="List Number")
+    document.add_heading("Allowances", 2)
+    table = document.add_table(rows=3, cols=3)
+    for r, row in enumerate(
+        [["Role", "Days", "Notes"], ["Engineer", "25", ""], ["Manager", "30", "plus one"]]
+    ):
+        for c, value in enumerate(row):
+            table.cell(r, c).text = value
+    document.add_paragraph("After the table.")
+    document.sections[0].header.paragraphs[0].text = "CONFIDENTIAL HEADER"
+    properties = document.core_properties
+    properties.title = "Staff handbook"
+    properties.author = "HR team"
+    properties.created = dt.datetime(2024, 1, 2, 3, 4, 5)
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+def test_docx_keeps_structure_in_document_order() -> None:
+    text = extract(_docx(), "docx").pages[0].text
+
+    assert text == (
+        "# Handbook\n\n"
+        "# Leave policy\n\n"
+        "Employees get 25 days.\n\n"
+        "- Carry over is allowed\n"
+        "- Ask your manager\n\n"
+        "## Allowances\n\n"
+        "Role: Engineer; Days: 25\n"
+        "Role: Manager; Days: 30; Notes: plus one\n\n"
+        "After the table."
+    )
+
+
+def test_docx_metadata_from_core_properties() -> None:
+    metadata = extract(_docx(), "docx").metadata
+
+    assert metadata["title"] == "Staff handbook"
+    assert metadata["author"] == "HR team"
+    assert metadata["created"].startswith("2024-01-02T03:04:05")
+    assert "modified" in metadata
+
+
+def test_docx_merged_cells_keep_columns_aligned() -> None:
+    document = docx.Document()
+    table = document.add_table(rows=3, cols=3)
+    table.cell(0, 0).text = "Site"
+    table.cell(0, 1).merge(table.cell(0, 2)).text = "Headcount"
+    for c, value in enumerate(["Paris", "12", "40"]):
+        table.cell(1, c).text = value
+    table.cell(2, 0).text = "Lyon"
+    table.cell(2, 1).merge(table.cell(2, 2)).text = "closed"
+    buffer = io.BytesIO()
+    document.save(buffer)
+
+    assert extract(buffer.getvalue(), "docx").pages[0].text == (
+        "Site: Paris; Headcount: 12; Headcount: 40\nSite: Lyon; Headcount: closed"
+    )
+
+
+def _without_core_properties(package: bytes) -> bytes:
+    source = zipfile.ZipFile(io.BytesIO(package))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as target:
+        for name in source.namelist():
+            if name == "docProps/core.xml":
+                continue
+            content = source.read(name)
+            if name == "_rels/.rels":
+                content = re.sub(rb"<Relationship [^>]*core-properties[^>]*/>", b"", content)
+            target.writestr(name, content)
+    return buffer.getvalue()
+
+
+def test_docx_without_core_properties_reports_no_invented_metadata() -> None:
+    data = _without_core_properties(_docx())
+    assert "docProps/core.xml" not in zipfile.ZipFile(io.BytesIO(data)).namelist()
+
+    extraction = extract(data, "docx")
+
+    # python-docx would otherwise report its own default title, "Word Document".
+    assert extraction.metadata == {}
+    assert "# Leave policy" in extraction.pages[0].text
+
+
+def test_docx_corrupt_zip() -> None:
+    data = _docx()
+    assert _reason(data[: len(data) // 2], "docx") == "corrupt"
+
+
+# --- HTML ------------------------------------------------------------------------
+
+_HTML = b"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title> Leave  policy | Acme </title>
+<style>.menu { color: red }</style><script>var tracking = "SCRIPTCODE";</script></head>
+<body>
+<header><a href="/">ACME SITE HEADER</a></header>
+<nav><ul><li>Home NAVLINK</li><li>About NAVLINK</li></ul></nav>
+<div role="navigation">BREADCRUMB</div>
+<main>
+  <article>
+    <header><h1>Annual leave</h1></header>
+    <p>Employees get <b>25</b> days a year.</p>
+    <p>Requests go to<br>your manager.</p>
+    <h2>Carry over</h2>
+    <ul><li>Up to 5 days</li><li>Used by March</li></ul>
+    <table>
+      <tr><th>Role</th><th>Days</th></tr>
+      <tr><td>Engineer</td><td>25</td></tr>
+      <tr><td>Manager</td><td>30</td></tr>
+    </table>
+    <form><input name="q"><button>SEARCHFORM</button></form>
+  </article>
+</main>
+<aside>SIDEBAR PROMO</aside>
+<footer>FOOTER Copyright Acme</footer>
+<noscript>NOSCRIPT TEXT</noscript>
+</body></html>"""
+
+
+def test_html_drops_boilerplate() -> None:
+    text = extract(_HTML, "html").pages[0].text
+
+    for boilerplate in [
+        "SCRIPTCODE",
+        "menu",
+        "ACME SITE HEADER",
+        "NAVLINK",
+        "BREADCRUMB",
+        "SIDEBAR",
+        "FOOTER",
+        "NOSCRIPT",
+        "SEARCHFORM",
+    ]:
+        assert boilerplate not in text
+
+
+def test_html_renders_structure() -> None:
+    extraction = extract(_HTML, "html")
+
+    assert extraction.metadata == {"title": "Leave policy | Acme"}
+    assert extraction.pages[0].text == (
+        "# Annual leave\n\n"
+        "Employees get 25 days a year.\n\n"
+        "Requests go to\nyour manager.\n\n"
+        "## Carry over\n\n"
+        "- Up to 5 days\n"
+        "- Used by March\n\n"
+        "Role: Engineer; Days: 25\n"
+        "Role: Manager; Days: 30"
+    )
+
+
+def test_html_without_main_uses_body() -> None:
+    html = b"<html><body><nav>MENU</nav><h3>Notice</h3><div>Office closed <i>Friday</i>.</div></body></html>"
+
+    assert extract(html, "html").pages[0].text == "### Notice\n\nOffice closed Friday."
+
+
+def test_html_page_wrapped_in_a_form_keeps_its_content() -> None:
+    html = b"""<html><body><form id="aspnetForm">
+      <div><form><input name="q"><button>SEARCHFORM</button></form></div>
+      <h1>Expenses</h1><p>Submit receipts within 30 days.</p>
+    </form></body></html>"""
+
+    assert extract(html, "html").pages[0].text == "# Expenses\n\nSubmit receipts within 30 days."
+
+
+def test_html_honours_declared_charset() -> None:
+    html = '<html><head><meta charset="windows-1252"></head><body><p>Café “crème”</p></body></html>'
+
+    assert extract(html.encode("cp1252"), "html").pages[0].text == "Café “crème”"
+
+
+def test_html_nested_thousands_deep_does_not_crash() -> None:
+    html = b"<html><body>" + b"<div>" * 5000 + b"deep text" + b"</div>" * 5000 + b"</body></html>"
+
+    assert extract(html, "html").pages[0].text == "deep text"
+
+
+def test_html_of_only_boilerplate_is_no_text() -> None:
+    assert (
+        _reason(b"<html><body><nav>Home</nav><footer>(c)</footer></body></html>", "html")
+        == "no_text"
+    )
+
+
+# --- text formats ------------------------------------------------------------------
+
+
+def test_markdown_is_kept_as_is() -> None:
+    source = "# Title\n\n- one\n- two\n\n| a | b |\n|---|---|\n"
+
+    assert extract(source.encode(), "md").pages == [Page(number=1, text=source)]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param(
+            ("Le café servait des crèmes brûlées à la française. " * 3).encode("latin-1"),
+            "Le café servait des crèmes brûlées à la française. " * 3,
+            id="latin-1",
+        ),
+        pytest.param("Grüße\n".encode("utf-8-sig"), "Grüße\n", id="utf-8-bom"),
+        pytest.param("Grüße\n".encode("utf-16"), "Grüße\n", id="utf-16"),
+    ],
+)
+def test_txt_decodes(data: bytes, expected: str) -> None:
+    assert extract(data, "txt").pages[0].text == expected
+
+
+def test_csv_rows_become_named_lines() -> None:
+    data = b"name,role,days\nAda,engineer,25\nGrace,,30\n\n"
+
+    assert extract(data, "csv").pages[0].text == (
+        "name: Ada; role: engineer; days: 25\nname: Grace; days: 30"
+    )
+
+
+def test_csv_sniffs_dialect_and_quoting() -> None:
+    data = b'city;note\nParis;"a; b"\n"New\nYork";plain\n'
+
+    assert (
+        extract(data, "csv").pages[0].text == "city: Paris; note: a; b\ncity: New York; note: plain"
+    )
+
+
+def test_csv_with_only_a_header_is_no_text() -> None:
+    assert _reason(b"name,role\n", "csv") == "no_text"
+
+
+# --- dispatch and failure reasons ---------------------------------------------------
+
+
+@pytest.mark.parametrize("doc_type", ["pdf", "docx", "html", "md", "txt", "csv", "unknown"])
+def test_empty_data_is_empty(doc_type: str) -> None:
+    assert _reason(b"", doc_type) == "empty"
+
+
+@pytest.mark.parametrize("doc_type", ["unknown", "xlsx", "", "PDF"])
+def test_unsupported_type(doc_type: str) -> None:
+    assert _reason(b"some bytes", doc_type) == "unsupported_type"
+
+
+@pytest.mark.parametrize("doc_type", ["txt", "md", "csv"])
+def test_whitespace_only_is_no_text(doc_type: str) -> None:
+    assert _reason(b" \n\t\n ", doc_type) == "no_text"
+
+
+def test_extraction_error_carries_reason_and_message() -> None:
+    error = ExtractionError("corrupt", "the PDF cannot be opened")
+
+    assert error.reason == "corrupt"
+    assert error.message == "the PDF cannot be opened"
+    assert str(error) == "the PDF cannot be opened"
+    with pytest.raises(ValueError):
+        ExtractionError("bad reason", "x")
+
+
+def test_extraction_text_joins_non_empty_pages() -> None:
+    extraction = Extraction(pages=[Page(1, "a"), Page(2, "  "), Page(3, "b")])
+
+    assert extraction.text == "a\n\nb"
+
+
+@pytest.mark.parametrize(
+    ("data", "filename", "sniffed"),
+    [
+        pytest.param(_pdf(["Mislabelled"]), "notes.txt", "pdf", id="pdf-as-txt"),
+        pytest.param(b"Plain words, nothing else", "scan.pdf", "txt", id="txt-as-pdf"),
+    ],
+)
+def test_mislabelled_files_extract_by_content(data: bytes, filename: str, sniffed: str) -> None:
+    doc_type = sniff_type(data, filename)
+
+    assert doc_type == sniffed
+    assert extract(data, doc_type).pages[0].text.strip()
+
+
+# --- real-world corpora ------------------------------------------------------------------
+
+
+def _corpus_files() -> list[Path]:
+    files: list[Path] = []
+    if (CORPORA / "docx").is_dir():
+        files += sorted((CORPORA / "docx").iterdir())
+    if (CORPORA / "pdfjs").is_dir():
+        files += sorted((CORPORA / "pdfjs").iterdir())[::15][:60]
+    return files
+
+
+@pytest.mark.skipif(not _corpus_files(), reason="shared corpora not present")
+@pytest.mark.parametrize(
+    "path", _corpus_files(), ids=lambda path: f"{path.parent.name}/{path.name}"
+)
+def test_corpus_file_extracts_or_fails_cleanly(path: Path) -> None:
+    data = path.read_bytes()
+    # Both what the content says and what the name claims: a mislabelled
+    # upload reaches extract() with the wrong type too.
+    doc_types = {sniff_type(data, path.name), declared_type(path.name)} - {None}
+    for doc_type in doc_types:
+        assert doc_type is not None
+        try:
+            extraction = extract(data, doc_type)
+        except ExtractionError as error:
+            assert error.reason in ExtractionError.REASONS
+        else:
+            assert extraction.pages
+            assert any(page.text.strip() for page in extraction.pages)
+            assert [page.number for page in extraction.pages] == list(
+                range(1, len(extraction.pages) + 1)
+            )
