@@ -51,6 +51,27 @@ def _make_chunk(
     )
 
 
+def _blocks(text: str, max_chars: int) -> list[tuple[int, int]]:
+    """Paragraph spans; a paragraph longer than `max_chars` (a table, a CSV) is cut at line ends."""
+    spans = []
+    for match in _BLOCK.finditer(text):
+        start, end = match.start(), match.end()
+        if end - start <= max_chars:
+            spans.append((start, end))
+            continue
+        line_start = start
+        piece_start = start
+        while line_start < end:
+            newline = text.find("\n", line_start, end)
+            line_end = end if newline == -1 else newline
+            if line_end - piece_start > max_chars and line_start > piece_start:
+                spans.append((piece_start, line_start - 1))
+                piece_start = line_start
+            line_start = line_end + 1
+        spans.append((piece_start, end))
+    return spans
+
+
 def chunk_pages(
     document_id: str,
     filename: str,
@@ -66,8 +87,7 @@ def chunk_pages(
         number = int(page["number"])
         current: tuple[int, int] | None = None
         current_path = list(path)
-        for match in _BLOCK.finditer(text):
-            start, end = match.start(), match.end()
+        for start, end in _blocks(text, max_chars):
             heading = _HEADING.match(text[start:end].split("\n", 1)[0])
             starts_section = heading is not None
             if heading:

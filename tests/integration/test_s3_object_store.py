@@ -19,7 +19,7 @@ from resources.object_store import (
     ProjectStore,
     S3ObjectStore,
 )
-from tests.s3server import S3ServerInfo, start_nanio
+from tests.s3server import S3ServerInfo
 
 
 class ChunkedStream(io.RawIOBase):
@@ -46,12 +46,6 @@ class ChunkedStream(io.RawIOBase):
         self.remaining -= size
         self.digest.update(data)
         return data
-
-
-@pytest.fixture(scope="module")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3ServerInfo]:
-    with start_nanio(tmp_path_factory.mktemp("nanio")) as info:
-        yield info
 
 
 def raw_client(server: S3ServerInfo) -> Minio:

@@ -1,0 +1,86 @@
+"""Shared fixtures. The environment is set before any privatune module reads its settings."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_HOME = Path(tempfile.mkdtemp(prefix="privatune-test-"))
+os.environ["PRIVATUNE_HOME"] = str(_HOME)
+os.environ.setdefault("PRIVATUNE_MODEL_CACHE", str(Path.home() / ".cache" / "privatune" / "models"))
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["DAGSTER_DISABLE_TELEMETRY"] = "1"
+for name in list(os.environ):
+    if name.startswith("PRIVATUNE_") and name not in {"PRIVATUNE_HOME", "PRIVATUNE_MODEL_CACHE"}:
+        del os.environ[name]
+
+from resources.settings import get_settings  # noqa: E402
+from tests.s3server import S3ServerInfo, start_nanio  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_data" / "acme-handbook"
+BAD_SAMPLES = ROOT / "sample_data" / "bad"
+PG_ADMIN_URL = os.environ.get("PRIVATUNE_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> Iterator[None]:
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3ServerInfo]:
+    """A nanio S3 server on 127.0.0.1 for the whole test session."""
+    with start_nanio(tmp_path_factory.mktemp("nanio")) as info:
+        yield info
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A throw-away PostgreSQL database on 127.0.0.1:5432, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+
+    name = f"privatune_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is needed for this test: {exc}")
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    from resources.database import _engines
+
+    engine = _engines.pop(url, None)
+    if engine is not None:
+        engine.dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def base_model_path() -> Path:
+    """The packaged SmolLM2, converted once into the shared model cache."""
+    from resources.model_runtime import resolve_base_model
+
+    return resolve_base_model()[1]
+
+
+def sample_files(names: list[str] | None = None) -> list[Path]:
+    files = sorted(p for p in SAMPLES.iterdir() if p.is_file())
+    return [p for p in files if names is None or p.name in names]
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
