@@ -69,5 +69,6 @@ def create_app(
         },
         on_startup=[on_startup],
         openapi_config=OpenAPIConfig(title="privatune", version="0.1.0", path="/schema"),
-        request_max_body_size=settings.max_upload_bytes * 4,
+        # A request may carry several files; each is also checked against the per-file limit.
+        request_max_body_size=settings.max_upload_bytes * 20 + (1 << 20),
     )

@@ -64,10 +64,10 @@ def _run_row(scope: TenantScope, context: dg.AssetExecutionContext, project_id: 
     tagged = context.run.tags.get(RUN_ID_TAG)
     run = scope.run(tagged) if tagged else None
     if run is None:
-        run = scope.run_by_dagster_id(context.run_id)
+        run = scope.run_by_dagster_id(context.run.run_id)
     if run is None:
         run = scope.add_run(project_id, "pipeline", {"source": "dagster"})
-        run.dagster_run_id = context.run_id
+        run.dagster_run_id = context.run.run_id
     if run.status == "queued":
         run.status = "running"
     return run

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
-from typing import Annotated
+from typing import Annotated, Any
 
 from litestar import Controller, get, post
 from litestar.datastructures import UploadFile
@@ -47,7 +47,7 @@ class DocumentController(Controller):
         self,
         project: str,
         data: Annotated[
-            dict[str, UploadFile | list[UploadFile]],
+            dict[str, Any],
             Body(media_type=RequestEncodingType.MULTI_PART),
         ],
         principal: Principal,

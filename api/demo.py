@@ -1,0 +1,226 @@
+"""`make demo`: start Dagster and the API on 127.0.0.1, create tenant `acme` and project
+`handbook`, upload the bundled sample documents, run the whole graph through Dagster, then ask
+three questions over HTTP and print the grounded answers with their citations."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_data" / "acme-handbook"
+QUESTIONS = [
+    "How many days of annual leave do employees get?",
+    "What is the deadline for submitting expense claims?",
+    "Who should I contact if my laptop is stolen?",
+]
+
+
+def _wait(url: str, what: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited with code {proc.returncode}; see its log above")
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise SystemExit(f"{what} did not answer at {url} within {timeout:.0f} s")
+
+
+def start_services(home: Path, dagster_port: int, api_port: int) -> list[subprocess.Popen]:
+    dagster_home = home / "dagster"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    env = {
+        **os.environ,
+        "PRIVATUNE_HOME": str(home),
+        "DAGSTER_HOME": str(dagster_home),
+        "PRIVATUNE_DAGSTER_URL": f"http://127.0.0.1:{dagster_port}",
+    }
+    bin_dir = Path(sys.executable).parent
+    logs = home / "logs"
+    logs.mkdir(exist_ok=True)
+    # Own process group with SIGINT restored: `dagster dev` started from a script ignores
+    # SIGINT otherwise and can hang on SIGTERM.
+    dagster = subprocess.Popen(
+        [
+            str(bin_dir / "dagster"),
+            "dev",
+            "-w",
+            str(ROOT / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(dagster_port),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=open(logs / "dagster.log", "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    api = subprocess.Popen(
+        [
+            str(bin_dir / "uvicorn"),
+            "api.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(api_port),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=open(logs / "api.log", "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    procs = [dagster, api]
+    try:
+        _wait(f"http://127.0.0.1:{api_port}/health", "the API", api)
+        _wait(f"http://127.0.0.1:{dagster_port}/server_info", "Dagster", dagster)
+    except BaseException:
+        stop_services(procs)
+        raise
+    return procs
+
+
+def stop_services(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def run_demo(
+    api: str, dagster_url: str, train_steps: int | None, eval_questions: int | None
+) -> int:
+    http = httpx.Client(base_url=api, timeout=600)
+    created = http.post("/v1/tenants", json={"slug": "acme", "name": "Acme Robotics Ltd"})
+    created.raise_for_status()
+    key = created.json()["api_key"]
+    http.headers["Authorization"] = f"Bearer {key}"
+    print(f"tenant acme created; API key {key[:12]}...")
+    http.post(
+        "/v1/projects", json={"slug": "handbook", "name": "Employee handbook"}
+    ).raise_for_status()
+    files = sorted(p for p in SAMPLES.iterdir() if p.is_file())
+    upload = http.post(
+        "/v1/projects/handbook/documents",
+        files=[("files", (p.name, p.read_bytes())) for p in files],
+    )
+    upload.raise_for_status()
+    print(f"uploaded {upload.json()['created']} documents: {', '.join(p.name for p in files)}")
+
+    body = {
+        k: v
+        for k, v in {"train_steps": train_steps, "eval_max_questions": eval_questions}.items()
+        if v
+    }
+    run = http.post("/v1/projects/handbook/runs", json=body)
+    run.raise_for_status()
+    run_id = run.json()["id"]
+    print(f"run {run_id} submitted to Dagster ({run.json()['dagster_run_id']})")
+    seen, started = 0, time.time()
+    while True:
+        state = http.get(f"/v1/projects/handbook/runs/{run_id}").json()
+        for event in state["events"][seen:]:
+            print(f"  [{time.time() - started:6.1f} s] {event['message']}")
+        seen = len(state["events"])
+        if state["status"] in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(3)
+    if state["status"] != "succeeded":
+        print(
+            f"run {state['status']}: {state['error']}; open {dagster_url}/runs/{state['dagster_run_id']}"
+        )
+        return 1
+    print("\nstage timings:")
+    for event in state["events"]:
+        if event["kind"] == "stage_finished":
+            print(f"  {event['stage']:<22} {event['data']['seconds']:8.1f} s")
+
+    documents = http.get("/v1/projects/handbook/documents").json()
+    failed = [d for d in documents if d["status"] == "failed"]
+    print(f"\ndocuments: {len(documents)} uploaded, {len(failed)} failed")
+    deployments = http.get("/v1/projects/handbook/deployments").json()
+    active = next(d for d in deployments if d["status"] == "active")
+    print(f"active deployment {active['model']}: {active['metrics']}\n")
+
+    for question in QUESTIONS:
+        answer = http.post(
+            "/v1/chat/completions",
+            json={
+                "model": "acme/handbook",
+                "messages": [{"role": "user", "content": question}],
+                "max_tokens": 80,
+            },
+        )
+        answer.raise_for_status()
+        body = answer.json()
+        print(f"Q: {question}")
+        print(f"A: {body['choices'][0]['message']['content']}")
+        for c in body["citations"]:
+            print(
+                f"   cited: {c['filename']}, page {c['page']}, chars {c['start']}-{c['end']} (score {c['score']:.2f})"
+            )
+        print()
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--home", default=str(ROOT / ".privatune" / "demo"))
+    parser.add_argument(
+        "--dagster-port", type=int, default=int(os.environ.get("DEMO_DAGSTER_PORT", 3000))
+    )
+    parser.add_argument("--api-port", type=int, default=int(os.environ.get("DEMO_API_PORT", 8000)))
+    parser.add_argument("--train-steps", type=int, default=None)
+    parser.add_argument("--eval-questions", type=int, default=None)
+    parser.add_argument(
+        "--keep", action="store_true", help="leave Dagster and the API running at the end"
+    )
+    args = parser.parse_args()
+    home = Path(args.home).resolve()
+    if home.exists():
+        shutil.rmtree(home)  # a fresh tenant each time: the demo shows the whole path
+    home.mkdir(parents=True)
+    dagster_url = f"http://127.0.0.1:{args.dagster_port}"
+    print(
+        f"starting Dagster ({dagster_url}) and the API (http://127.0.0.1:{args.api_port}); logs in {home / 'logs'}"
+    )
+    procs = start_services(home, args.dagster_port, args.api_port)
+    try:
+        code = run_demo(
+            f"http://127.0.0.1:{args.api_port}", dagster_url, args.train_steps, args.eval_questions
+        )
+        print(
+            f"Dagster UI: {dagster_url}/assets (asset graph, partition acme__handbook, runs, checks)"
+        )
+        print(f"API docs:   http://127.0.0.1:{args.api_port}/schema/openapi.json")
+        if args.keep:
+            print("services keep running; press Ctrl-C to stop them")
+            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        return code
+    finally:
+        stop_services(procs)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

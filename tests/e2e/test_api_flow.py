@@ -1,0 +1,177 @@
+"""The running services: Dagster (webserver + daemon) and the API over HTTP, end to end."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from api.demo import start_services, stop_services
+from tests.conftest import BAD_SAMPLES, sample_files
+
+pytestmark = pytest.mark.slow
+
+UPLOADS = ["workplace-faq.md", "annual-leave-policy.docx", "it-security-policy.pdf"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory, base_model_path) -> Iterator[httpx.Client]:
+    home = tmp_path_factory.mktemp("services")
+    api_port = _free_port()
+    procs = start_services(home, _free_port(), api_port)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=300) as client:
+            yield client
+    finally:
+        stop_services(procs)
+
+
+def _tenant(api: httpx.Client, slug: str) -> dict[str, str]:
+    response = api.post("/v1/tenants", json={"slug": slug, "name": slug.title()})
+    assert response.status_code == 201, response.text
+    return {"Authorization": f"Bearer {response.json()['api_key']}"}
+
+
+def _wait_for(api: httpx.Client, headers: dict, run_id: str, timeout: float = 900) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        run = api.get(f"/v1/projects/handbook/runs/{run_id}", headers=headers).json()
+        if run["status"] in ("succeeded", "failed", "cancelled"):
+            return run
+        time.sleep(2)
+    raise AssertionError(f"run {run_id} did not finish in {timeout} s")
+
+
+def test_upload_materialise_chat_and_isolation(api: httpx.Client):
+    a = _tenant(api, "acme")
+    b = _tenant(api, "globex")
+
+    assert api.post("/v1/tenants", json={"slug": "acme"}).json()["error"]["code"] == "tenant_exists"
+    assert api.get("/v1/projects").json()["error"]["code"] == "missing_api_key"
+    assert (
+        api.get("/v1/projects", headers={"Authorization": "Bearer ptk_nope"}).json()["error"][
+            "code"
+        ]
+        == "invalid_api_key"
+    )
+    bad_slug = api.post("/v1/projects", json={"slug": "Hand_Book"}, headers=a)
+    assert bad_slug.status_code == 400 and bad_slug.json()["error"]["code"] == "invalid_slug"
+
+    created = api.post("/v1/projects", json={"slug": "handbook", "name": "Handbook"}, headers=a)
+    assert created.status_code == 201, created.text
+    assert created.json()["partition_key"] == "acme__handbook"
+    assert (
+        api.post("/v1/projects/handbook/runs", headers=a).json()["error"]["code"] == "no_documents"
+    )
+
+    files = sample_files(UPLOADS) + [BAD_SAMPLES / "empty.txt"]
+    upload = api.post(
+        "/v1/projects/handbook/documents",
+        files=[("files", (p.name, p.read_bytes())) for p in files],
+        headers=a,
+    )
+    assert upload.status_code == 201, upload.text
+    assert upload.json()["created"] == 4
+    again = api.post(
+        "/v1/projects/handbook/documents",
+        files=[("files", (files[0].name, files[0].read_bytes()))],
+        headers=a,
+    )
+    assert again.json()["created"] == 0 and again.json()["already_present"] == 1
+    no_files = api.post("/v1/projects/handbook/documents", data={"x": "y"}, headers=a)
+    assert no_files.status_code == 400 and no_files.json()["error"]["code"] == "no_files"
+
+    run = api.post(
+        "/v1/projects/handbook/runs", json={"train_steps": 2, "eval_max_questions": 2}, headers=a
+    )
+    assert run.status_code == 202, run.text
+    assert run.json()["dagster_run_id"]
+    finished = _wait_for(api, a, run.json()["id"])
+    assert finished["status"] == "succeeded", finished
+    stages = [e["stage"] for e in finished["events"] if e["kind"] == "stage_finished"]
+    assert stages[0] == "raw_documents" and stages[-1] == "deployment_package" and len(stages) == 8
+
+    documents = {
+        d["filename"]: d for d in api.get("/v1/projects/handbook/documents", headers=a).json()
+    }
+    assert documents["empty.txt"]["status"] == "failed" and documents["empty.txt"][
+        "failure_reason"
+    ].startswith("empty")
+    assert documents["it-security-policy.pdf"]["status"] == "ready"
+
+    deployments = api.get("/v1/projects/handbook/deployments", headers=a).json()
+    assert [d["status"] for d in deployments] == ["active"]
+    assert api.get("/v1/models", headers=a).json()["data"][0]["id"] == "acme/handbook"
+
+    chat = api.post(
+        "/v1/chat/completions",
+        json={
+            "model": "acme/handbook",
+            "messages": [
+                {"role": "user", "content": "How many days of annual leave do employees get?"}
+            ],
+        },
+        headers=a,
+    )
+    assert chat.status_code == 200, chat.text
+    body = chat.json()
+    assert body["object"] == "chat.completion" and body["choices"][0]["message"]["content"].strip()
+    assert body["citations"], body
+    assert {c["filename"] for c in body["citations"]} <= set(UPLOADS)
+    assert body["citations"][0]["filename"] == "annual-leave-policy.docx"
+    assert body["usage"]["completion_tokens"] > 0
+
+    pinned = api.post(
+        "/v1/chat/completions",
+        json={
+            "model": "acme/handbook@1",
+            "messages": [{"role": "user", "content": "How do I reset my password?"}],
+        },
+        headers=a,
+    )
+    assert pinned.status_code == 200 and pinned.json()["privatune"]["deployment_version"] == 1
+
+    # Tenant B sees nothing of tenant A: not the project, its documents, runs, or model.
+    assert (
+        api.get("/v1/projects/handbook/documents", headers=b).json()["error"]["code"]
+        == "project_not_found"
+    )
+    stolen = api.post(
+        "/v1/chat/completions",
+        json={"model": "acme/handbook", "messages": [{"role": "user", "content": "annual leave"}]},
+        headers=b,
+    )
+    assert stolen.status_code == 404 and stolen.json()["error"]["code"] == "model_not_found"
+    assert "annual" not in stolen.text.lower()
+    assert api.get("/v1/models", headers=b).json()["data"] == []
+    assert api.post("/v1/projects", json={"slug": "handbook"}, headers=b).status_code == 201
+    own = api.get(f"/v1/projects/handbook/runs/{run.json()['id']}", headers=b)
+    assert own.status_code == 404 and own.json()["error"]["code"] == "run_not_found"
+    assert api.get("/v1/projects/handbook/documents", headers=b).json() == []
+    no_model = api.post(
+        "/v1/chat/completions",
+        json={
+            "model": "globex/handbook",
+            "messages": [{"role": "user", "content": "annual leave"}],
+        },
+        headers=b,
+    )
+    assert no_model.json()["error"]["code"] == "no_deployment"
+
+    bad_model = api.post(
+        "/v1/chat/completions",
+        json={"model": "nonsense", "messages": [{"role": "user", "content": "x"}]},
+        headers=a,
+    )
+    assert bad_model.status_code == 400 and bad_model.json()["error"]["code"] == "invalid_model"
+    invalid = api.post("/v1/chat/completions", json={"messages": []}, headers=a)
+    assert invalid.status_code == 400 and invalid.json()["error"]["code"] == "invalid_request"
