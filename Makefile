@@ -38,8 +38,9 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-dagster: install ## the Dagster UI and daemon on 127.0.0.1:3000 (DAGSTER_HOME defaults to .privatune/dagster)
-	mkdir -p $${DAGSTER_HOME:=$(CURDIR)/.privatune/dagster} && cp -n dagster.yaml $$DAGSTER_HOME/ ; \
+dagster: install ## the Dagster UI and daemon on 127.0.0.1:3000 (DAGSTER_HOME defaults to .privatune/dagster; DAGSTER_PG_HOST set: PostgreSQL storage)
+	mkdir -p $${DAGSTER_HOME:=$(CURDIR)/.privatune/dagster} && \
+	if [ -n "$$DAGSTER_PG_HOST" ]; then cp dagster.postgres.yaml $$DAGSTER_HOME/dagster.yaml; else cp dagster.yaml $$DAGSTER_HOME/dagster.yaml; fi; \
 	DAGSTER_HOME=$$DAGSTER_HOME $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 api: install ## the HTTP API on 127.0.0.1:8000

@@ -38,10 +38,32 @@ def _wait(url: str, what: str, proc: subprocess.Popen, timeout: float = 180) -> 
     raise SystemExit(f"{what} did not answer at {url} within {timeout:.0f} s")
 
 
+def _wait_for_code_location(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+    """The webserver answers before it has loaded our code location; wait for the job."""
+    from resources.orchestrator import DagsterOrchestrator, OrchestratorError
+
+    deadline = time.time() + timeout
+    while True:
+        try:
+            DagsterOrchestrator(url=url, timeout=5).selector()
+            return
+        except OrchestratorError as exc:
+            if proc.poll() is not None or time.time() > deadline:
+                raise SystemExit(
+                    f"Dagster did not load the privatune code location: {exc}"
+                ) from exc
+            time.sleep(1)
+
+
+def instance_config() -> str:
+    """dagster.postgres.yaml when DAGSTER_PG_HOST is set (production-like), else SQLite."""
+    return "dagster.postgres.yaml" if os.environ.get("DAGSTER_PG_HOST") else "dagster.yaml"
+
+
 def start_services(home: Path, dagster_port: int, api_port: int) -> list[subprocess.Popen]:
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    shutil.copy(ROOT / instance_config(), dagster_home / "dagster.yaml")
     env = {
         **os.environ,
         "PRIVATUNE_HOME": str(home),
@@ -53,44 +75,47 @@ def start_services(home: Path, dagster_port: int, api_port: int) -> list[subproc
     logs.mkdir(exist_ok=True)
     # Own process group with SIGINT restored: `dagster dev` started from a script ignores
     # SIGINT otherwise and can hang on SIGTERM.
-    dagster = subprocess.Popen(
-        [
-            str(bin_dir / "dagster"),
-            "dev",
-            "-w",
-            str(ROOT / "workspace.yaml"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(dagster_port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=open(logs / "dagster.log", "w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    api = subprocess.Popen(
-        [
-            str(bin_dir / "uvicorn"),
-            "api.app:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(api_port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=open(logs / "api.log", "w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    # The children keep their own copies of the log file descriptors.
+    with open(logs / "dagster.log", "w") as dagster_log, open(logs / "api.log", "w") as api_log:
+        dagster = subprocess.Popen(
+            [
+                str(bin_dir / "dagster"),
+                "dev",
+                "-w",
+                str(ROOT / "workspace.yaml"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(dagster_port),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=dagster_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        api = subprocess.Popen(
+            [
+                str(bin_dir / "uvicorn"),
+                "api.app:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(api_port),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=api_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     procs = [dagster, api]
     try:
         _wait(f"http://127.0.0.1:{api_port}/health", "the API", api)
         _wait(f"http://127.0.0.1:{dagster_port}/server_info", "Dagster", dagster)
+        _wait_for_code_location(f"http://127.0.0.1:{dagster_port}", dagster)
     except BaseException:
         stop_services(procs)
         raise

@@ -138,7 +138,14 @@ class TenantScope:
             )
         )
 
+    def _own_project(self, project_id: str) -> None:
+        """Refuse to write rows that point at another tenant's project."""
+        owner = self.session.scalar(select(Project.tenant_id).where(Project.id == project_id))
+        if owner != self.tenant_id:
+            raise PermissionError(f"project {project_id} does not belong to this tenant")
+
     def add_document(self, project_id: str, **fields: Any) -> Document:
+        self._own_project(project_id)
         document = Document(tenant_id=self.tenant_id, project_id=project_id, **fields)
         self.session.add(document)
         self.session.flush()
@@ -146,6 +153,7 @@ class TenantScope:
 
     # runs
     def add_run(self, project_id: str, kind: str, config: dict[str, Any]) -> Run:
+        self._own_project(project_id)
         run = Run(tenant_id=self.tenant_id, project_id=project_id, kind=kind, config=config)
         self.session.add(run)
         self.session.flush()
@@ -177,6 +185,8 @@ class TenantScope:
         stage: str | None = None,
         data: dict[str, Any] | None = None,
     ) -> RunEvent:
+        if self.run(run_id) is None:
+            raise PermissionError(f"run {run_id} does not belong to this tenant")
         event = RunEvent(
             tenant_id=self.tenant_id,
             run_id=run_id,
@@ -223,6 +233,7 @@ class TenantScope:
         )
 
     def add_deployment(self, project_id: str, **fields: Any) -> Deployment:
+        self._own_project(project_id)
         latest = self.deployments(project_id)
         version = (latest[0].version + 1) if latest else 1
         deployment = Deployment(

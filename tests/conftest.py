@@ -27,7 +27,9 @@ from tests.s3server import S3ServerInfo, start_nanio  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_data" / "acme-handbook"
 BAD_SAMPLES = ROOT / "sample_data" / "bad"
-PG_ADMIN_URL = os.environ.get("PRIVATUNE_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "PRIVATUNE_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -45,27 +47,39 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3ServerInfo
 
 
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A throw-away PostgreSQL database on 127.0.0.1:5432, dropped afterwards."""
+def make_postgres_db() -> Iterator:
+    """Make throw-away PostgreSQL databases on 127.0.0.1:5432; all are dropped afterwards."""
     from sqlalchemy import create_engine, text
 
-    name = f"privatune_test_{uuid.uuid4().hex[:10]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is needed for this test: {exc}")
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    yield url
+    made: list[tuple[str, str]] = []
+
+    def make() -> tuple[str, str]:
+        name = f"privatune_test_{uuid.uuid4().hex[:10]}"
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+        except Exception as exc:  # pragma: no cover - depends on the machine
+            pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is needed for this test: {exc}")
+        made.append((name, PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"))
+        return made[-1]
+
+    yield make
     from resources.database import _engines
 
-    engine = _engines.pop(url, None)
-    if engine is not None:
-        engine.dispose()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    for name, url in made:
+        engine = _engines.pop(url, None)
+        if engine is not None:
+            engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture
+def postgres_url(make_postgres_db) -> str:
+    """A throw-away PostgreSQL database URL (SQLAlchemy, psycopg2)."""
+    return make_postgres_db()[1]
 
 
 @pytest.fixture(scope="session")
@@ -83,4 +97,3 @@ def sample_files(names: list[str] | None = None) -> list[Path]:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-

@@ -22,7 +22,8 @@ _FAQ_Q = re.compile(r"^\W*(?:Q|Question)\s*[:.]\s*(.+?\?)\W*$", re.I)
 _FAQ_A = re.compile(r"^\W*(?:A|Answer)\s*[:.]\s*(.+)$", re.I)
 _KEY_VALUE = re.compile(r"^[-*\s]*([A-Z][A-Za-z0-9 ()/&'-]{2,60}?)\s*:\s+(.{2,300})$")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
-_MD_MARKUP = re.compile(r"[*_`]+")
+# Emphasis markers only: underscores inside words (snake_case, e-mail addresses) are content.
+_MD_MARKUP = re.compile(r"\*+|`+|(?<!\w)_+|_+(?!\w)")
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,9 @@ def _faq_pairs(lines: list[str]) -> list[QAPair]:
 
 def _row_pairs(line: str) -> list[QAPair]:
     """Table rows rendered as `col: value; col: value` become one fact per column."""
-    fields = [f.split(":", 1) for f in line.split("; ") if ":" in f]
-    if len(fields) < 3:
+    parts = line.split("; ")
+    fields = [f.split(":", 1) for f in parts if ":" in f]
+    if len(fields) < 2 or len(fields) != len(parts):
         return []
     (first_key, first_value), rest = fields[0], fields[1:]
     subject = f"{first_key.strip().replace('_', ' ')} {first_value.strip()}"

@@ -6,20 +6,18 @@ from collections import Counter
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from assets.normalization.sniff import sniff_type
+from assets.normalization.sniff import DOC_TYPES, sniff_type
 from assets.project import project_handle, stage
 from pipelines.partitions import tenant_project
 
 from resources.database import Database
 from resources.object_store import ObjectNotFound, ObjectStoreResource
 
-SUPPORTED_TYPES = frozenset({"pdf", "docx", "html", "md", "txt", "csv"})
-
 
 def _failure(detected: str) -> str | None:
     if detected == "empty":
         return "empty: the file is empty; upload it again with its content"
-    if detected not in SUPPORTED_TYPES:
+    if detected not in DOC_TYPES:
         return (
             "unsupported_type: the content is not PDF, DOCX, HTML, Markdown, text or CSV "
             f"(detected {detected}); convert it to one of these formats"

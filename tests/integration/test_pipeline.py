@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -15,7 +16,7 @@ from resources.model_runtime import ModelRuntime
 from resources.object_store import ObjectStoreResource, ProjectStore
 from resources.repository import TenantScope, create_tenant
 from resources.tables import Deployment, Document, RunEvent
-from tests.conftest import BAD_SAMPLES, sample_files, sha256
+from tests.conftest import BAD_SAMPLES, ROOT, sample_files, sha256
 
 pytestmark = pytest.mark.slow
 
@@ -51,8 +52,24 @@ def seed(
             )
 
 
-def test_whole_graph_on_postgres_and_s3(postgres_url, s3_server, base_model_path, tmp_path):
-    db = Database(url=postgres_url)
+def postgres_instance(db_name: str, home: Path, monkeypatch) -> dg.DagsterInstance:
+    """A Dagster instance configured by the project's own dagster.postgres.yaml."""
+    monkeypatch.setenv("DAGSTER_PG_HOST", "127.0.0.1")
+    monkeypatch.setenv("DAGSTER_PG_USER", "postgres")
+    monkeypatch.setenv("DAGSTER_PG_PASSWORD", "")
+    monkeypatch.setenv("DAGSTER_PG_DB", db_name)
+    monkeypatch.setenv("DAGSTER_MAX_CONCURRENT_RUNS", "1")
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.postgres.yaml", home / "dagster.yaml")
+    return dg.DagsterInstance.from_config(str(home))
+
+
+def test_whole_graph_on_postgres_and_s3(
+    make_postgres_db, s3_server, base_model_path, tmp_path, monkeypatch
+):
+    _, app_url = make_postgres_db()
+    dagster_db, _ = make_postgres_db()
+    db = Database(url=app_url)
     db.migrate()
     store = ObjectStoreResource(
         backend="s3",
@@ -61,10 +78,13 @@ def test_whole_graph_on_postgres_and_s3(postgres_url, s3_server, base_model_path
         secret_key=s3_server.secret_key,
         bucket=f"it-{tmp_path.name[-8:].lower().replace('_', '-')}x",
     )
-    files = sample_files(DOCS) + [BAD_SAMPLES / "empty.txt", BAD_SAMPLES / "broken.pdf"]
+    image = tmp_path / "scan.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    files = sample_files(DOCS) + [BAD_SAMPLES / "empty.txt", BAD_SAMPLES / "broken.pdf", image]
     seed(db, store, "acme", "handbook", files)
 
-    instance = dg.DagsterInstance.ephemeral()
+    instance = postgres_instance(dagster_db, tmp_path / "dagster_home", monkeypatch)
+    assert type(instance.run_storage).__name__ == "PostgresRunStorage"
     instance.add_dynamic_partitions("tenant_project", ["acme__handbook"])
     resources = {
         "db": db,

@@ -161,11 +161,6 @@ def test_every_row_of_a_table_chunk_is_used() -> None:
     assert {p.answer for p in pairs} >= {f"The city for office O{i} is C{i}." for i in range(4)}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="generate._clean strips every underscore (_MD_MARKUP = [*_`]+) before _row_pairs "
-    "can turn `reception_phone` into `reception phone`, giving `receptionphone`",
-)
 def test_table_column_names_with_underscores_become_words() -> None:
     line = "office: Cambridge HQ; reception_phone: +44 1632 960 300; office_manager: Rachel Dunmore"
     pairs = qa_pairs(_chunk(line))
@@ -175,11 +170,6 @@ def test_table_column_names_with_underscores_become_words() -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="generate._clean strips underscores inside words, so answers no longer quote the "
-    "source (help_desk@acme.example becomes helpdesk@acme.example)",
-)
 @pytest.mark.parametrize(
     "text",
     [
@@ -194,6 +184,17 @@ def test_answers_keep_underscores_of_the_source(text: str) -> None:
     assert pairs
     assert any("_" in p.answer for p in pairs)
     assert re.search(r"\w+_\w+@acme\.example", pairs[0].answer)
+
+
+def test_two_column_row_is_a_table_row_not_one_fact() -> None:
+    pairs = qa_pairs(_chunk("Name: Alice Smith; Phone: +44 1632 960 001"))
+    assert [(p.kind, p.question, p.answer) for p in pairs] == [
+        (
+            "table",
+            "What is the Phone for Name Alice Smith?",
+            "The Phone for Name Alice Smith is +44 1632 960 001.",
+        )
+    ]
 
 
 def test_section_fallback_when_nothing_else() -> None:

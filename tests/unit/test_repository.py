@@ -367,3 +367,29 @@ def test_partition_key_round_trip(tenant: str, project: str) -> None:
 def test_bad_partition_keys_raise(bad: str) -> None:
     with pytest.raises(ValueError, match="partition key"):
         split_partition_key(bad)
+
+
+def test_scope_refuses_writes_into_another_tenants_project(tmp_path) -> None:
+    from resources.database import Database
+    from resources.repository import TenantScope, create_tenant
+
+    db = Database(url=f"sqlite:///{tmp_path}/own.db")
+    db.migrate()
+    with db.session() as session:
+        a, _ = create_tenant(session, "aaa", "A")
+        b, _ = create_tenant(session, "bbb", "B")
+        project_a = TenantScope(session, a.id).create_project("p", "p", {})
+        run_a = TenantScope(session, a.id).add_run(project_a.id, "pipeline", {})
+        scope_b = TenantScope(session, b.id)
+        with pytest.raises(PermissionError):
+            scope_b.add_document(
+                project_a.id, filename="x", sha256="0" * 64, size_bytes=1, object_key="k", meta={}
+            )
+        with pytest.raises(PermissionError):
+            scope_b.add_run(project_a.id, "pipeline", {})
+        with pytest.raises(PermissionError):
+            scope_b.add_deployment(
+                project_a.id, base_model="m", adapter_key="k", dataset_version="v", manifest_key=""
+            )
+        with pytest.raises(PermissionError):
+            scope_b.add_run_event(run_a.id, "status", "x")
