@@ -74,6 +74,7 @@ def http_error_handler(_: Request, exc: HTTPException) -> Response:
     if isinstance(exc, NotAuthorizedException):
         return _body(401, "unauthorized", exc.detail)
     codes = {
+        400: "bad_request",
         404: "not_found",
         405: "method_not_allowed",
         413: "payload_too_large",

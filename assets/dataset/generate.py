@@ -21,6 +21,9 @@ GENERATOR = "deterministic-v1"
 _FAQ_Q = re.compile(r"^\W*(?:Q|Question)\s*[:.]\s*(.+?\?)\W*$", re.I)
 _FAQ_A = re.compile(r"^\W*(?:A|Answer)\s*[:.]\s*(.+)$", re.I)
 _KEY_VALUE = re.compile(r"^[-*\s]*([A-Z][A-Za-z0-9 ()/&'-]{2,60}?)\s*:\s+(.{2,300})$")
+_NUMBERING = re.compile(r"^(?:\d+(?:\.\d+)*[.)]?|[A-Z][.)])\s+")
+_DEFINITION = re.compile(r"^[a-z][a-z-]*\s+[a-z]")
+_PREPOSITIONS = frozenset(["to", "for", "of", "by", "with", "in", "on", "at", "from"])
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 # Emphasis markers only: underscores inside words (snake_case, e-mail addresses) are content.
 _MD_MARKUP = re.compile(r"\*+|`+|(?<!\w)_+|_+(?!\w)")
@@ -97,16 +100,43 @@ def _row_pairs(line: str) -> list[QAPair]:
     return pairs
 
 
-def _key_value_pair(line: str) -> QAPair | None:
+def _key_value_pair(line: str, document: str) -> QAPair | None:
     match = _KEY_VALUE.match(_clean(line))
     if not match or _FAQ_Q.match(line) or _FAQ_A.match(line):
         return None
     key, value = match.group(1).strip(), match.group(2).strip()
     if ";" in value and value.count(":") >= 2:
         return None
-    phrase = key[0].lower() + key[1:] if not key[:2].isupper() else key
+    value = value.rstrip(".")
+    last_word = key.split()[-1].lower()
+    if last_word in _PREPOSITIONS:
+        # "Applies to: all staff" reads as a sentence once the colon goes.
+        return QAPair(f"What does the {document} state under {key!r}?", f"{key} {value}.", "fact")
+    phrase = _lower_first(key)
+    if _DEFINITION.match(value) and len(key.split()) <= 3:
+        # "MFA: multi-factor authentication, ..." is a definition, not an attribute.
+        return QAPair(f"What does {phrase} mean?", f"{key} means {value}.", "definition")
     verb = "are" if phrase.endswith("s") and not phrase.endswith("ss") else "is"
-    return QAPair(f"What {verb} the {phrase}?", f"The {phrase} {verb} {value.rstrip('.')}.", "fact")
+    # Keys such as "Policy owner" recur across documents: name the document in the question.
+    return QAPair(
+        f"What {verb} the {phrase} in the {document}?", f"The {phrase} {verb} {value}.", "fact"
+    )
+
+
+def _lower_first(text: str) -> str:
+    """Lowercase the first letter unless the word is an acronym (MFA, IT)."""
+    return text if text[:2].isupper() else text[:1].lower() + text[1:]
+
+
+def _topic(heading: str) -> str:
+    """`4. Booking travel` -> `booking travel`."""
+    return _lower_first(_NUMBERING.sub("", heading).strip())
+
+
+def document_name(filename: str) -> str:
+    """`expenses-and-travel-policy.docx` -> `expenses and travel policy`."""
+    stem = filename.rsplit(".", 1)[0] if "." in filename else filename
+    return re.sub(r"[-_\s]+", " ", stem).strip()
 
 
 def qa_pairs(chunk: Chunk) -> list[QAPair]:
@@ -125,19 +155,15 @@ def qa_pairs(chunk: Chunk) -> list[QAPair]:
         if rows:
             pairs.extend(rows[:3])
             continue
-        kv = _key_value_pair(line)
+        kv = _key_value_pair(line, document_name(chunk.filename))
         if kv:
             pairs.append(kv)
     if not pairs and chunk.heading:
         sentences = _sentences(chunk.text)
         if sentences:
-            topic = chunk.heading[-1]
             answer = " ".join(sentences[:2])
-            pairs.append(
-                QAPair(
-                    f"What does the {chunk.filename} document say about {topic}?", answer, "section"
-                )
-            )
+            question = f"What does the {document_name(chunk.filename)} say about {_topic(chunk.heading[-1])}?"
+            pairs.append(QAPair(question, answer, "section"))
     return pairs
 
 

@@ -9,7 +9,6 @@ from dagster import AssetExecutionContext
 from assets.normalization.sniff import DOC_TYPES, sniff_type
 from assets.project import project_handle, stage
 from pipelines.partitions import tenant_project
-
 from resources.database import Database
 from resources.object_store import ObjectNotFound, ObjectStoreResource
 

@@ -87,7 +87,9 @@ def test_upload_materialise_chat_and_isolation(api: httpx.Client):
         headers=a,
     )
     assert again.json()["created"] == 0 and again.json()["already_present"] == 1
-    no_files = api.post("/v1/projects/handbook/documents", data={"x": "y"}, headers=a)
+    no_files = api.post(
+        "/v1/projects/handbook/documents", files={"note": (None, "text only")}, headers=a
+    )
     assert no_files.status_code == 400 and no_files.json()["error"]["code"] == "no_files"
 
     run = api.post(
