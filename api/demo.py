@@ -219,7 +219,10 @@ def main() -> int:
     parser.add_argument("--train-steps", type=int, default=None)
     parser.add_argument("--eval-questions", type=int, default=None)
     parser.add_argument(
-        "--keep", action="store_true", help="leave Dagster and the API running at the end"
+        "--keep",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="leave Dagster and the API running at the end (default: yes in a terminal, no otherwise)",
     )
     args = parser.parse_args()
     home = Path(args.home).resolve()
@@ -239,7 +242,8 @@ def main() -> int:
             f"Dagster UI: {dagster_url}/assets (asset graph, partition acme__handbook, runs, checks)"
         )
         print(f"API docs:   http://127.0.0.1:{args.api_port}/schema/openapi.json")
-        if args.keep:
+        keep = args.keep if args.keep is not None else sys.stdin.isatty()
+        if keep:
             print("services keep running; press Ctrl-C to stop them")
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
         return code
