@@ -24,15 +24,16 @@ install: $(STAMP) ## create/refresh .venv with everything the project needs
 demo: install ## the whole pipeline on the sample documents, then three grounded answers
 	$(PY) -m api.demo
 
-test: install ## the whole test suite (PostgreSQL on 127.0.0.1:5432; starts its own S3 server)
+test: install lint ## lint, type check, then the whole test suite (PostgreSQL on 127.0.0.1:5432; starts its own S3 server)
 	$(PY) -m pytest -p no:cacheprovider
 
 test-fast: install ## unit tests only
 	$(PY) -m pytest -p no:cacheprovider tests/unit
 
-lint: install ## ruff lint and format check
+lint: install ## ruff lint and format check, mypy on api/ and resources/
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: install
 	$(VENV)/bin/ruff format .

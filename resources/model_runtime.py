@@ -58,8 +58,8 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # transformers flags GGUF-loaded weights as quantised and then refuses to save them;
     # they are plain fp32 after dequantisation.
-    model.hf_quantizer = None
-    model.is_quantized = False
+    model.hf_quantizer = None  # type: ignore[assignment]
+    model.is_quantized = False  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
@@ -120,8 +120,8 @@ class ChatEngine:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-        self.base.to(device).eval()
+        base: Any = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+        self.base = base.to(device).eval()
         self.model: Any = self.base
         self._adapters: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -188,8 +188,8 @@ class ChatEngine:
                     n = int(keep.sum())
                     results.append(
                         Generation(
-                            text=self.tokenizer.decode(
-                                completion, skip_special_tokens=True
+                            text=str(
+                                self.tokenizer.decode(completion, skip_special_tokens=True)
                             ).strip(),
                             prompt_tokens=int(mask.sum()),
                             completion_tokens=n,

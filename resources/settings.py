@@ -87,6 +87,35 @@ class Settings:
     eval_max_questions: int = 24
     """PRIVATUNE_EVAL_MAX_QUESTIONS: gold questions scored per evaluation (0: all)."""
 
+    clamd: str = ""
+    """PRIVATUNE_CLAMD: the clamd socket, `unix:///run/clamav/clamd.ctl` or `tcp://127.0.0.1:3310`.
+    Empty: no scanner configured."""
+
+    scan_required: bool = True
+    """PRIVATUNE_SCAN_REQUIRED: fail closed. With no reachable scanner, documents wait in
+    `pending_scan` and are retried by the next run; 0 lets them through unscanned (recorded)."""
+
+    scan_timeout_s: int = 60
+    """PRIVATUNE_SCAN_TIMEOUT_S: socket timeout for one clamd scan."""
+
+    storage_quota_bytes: int = 5 * 1024**3
+    """PRIVATUNE_STORAGE_QUOTA_BYTES: stored upload bytes allowed per tenant."""
+
+    zip_max_entries: int = 1000
+    """PRIVATUNE_ZIP_MAX_ENTRIES: most files unpacked from one ZIP archive."""
+
+    zip_max_total_bytes: int = 512 * 1024 * 1024
+    """PRIVATUNE_ZIP_MAX_TOTAL_BYTES: most uncompressed bytes unpacked from one ZIP archive."""
+
+    zip_max_ratio: int = 100
+    """PRIVATUNE_ZIP_MAX_RATIO: highest compression ratio accepted for a ZIP entry (zip bombs)."""
+
+    parser_timeout_s: int = 120
+    """PRIVATUNE_PARSER_TIMEOUT_S: wall-clock limit for extracting one document."""
+
+    parser_memory_mb: int = 2048
+    """PRIVATUNE_PARSER_MEMORY_MB: address-space limit of the extraction subprocess."""
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
@@ -114,4 +143,13 @@ def get_settings() -> Settings:
         auto_migrate=_env_bool("PRIVATUNE_AUTO_MIGRATE", True),
         train_steps=_env_int("PRIVATUNE_TRAIN_STEPS", 20),
         eval_max_questions=_env_int("PRIVATUNE_EVAL_MAX_QUESTIONS", 24),
+        clamd=_env("PRIVATUNE_CLAMD"),
+        scan_required=_env_bool("PRIVATUNE_SCAN_REQUIRED", True),
+        scan_timeout_s=_env_int("PRIVATUNE_SCAN_TIMEOUT_S", 60),
+        storage_quota_bytes=_env_int("PRIVATUNE_STORAGE_QUOTA_BYTES", 5 * 1024**3),
+        zip_max_entries=_env_int("PRIVATUNE_ZIP_MAX_ENTRIES", 1000),
+        zip_max_total_bytes=_env_int("PRIVATUNE_ZIP_MAX_TOTAL_BYTES", 512 * 1024 * 1024),
+        zip_max_ratio=_env_int("PRIVATUNE_ZIP_MAX_RATIO", 100),
+        parser_timeout_s=_env_int("PRIVATUNE_PARSER_TIMEOUT_S", 120),
+        parser_memory_mb=_env_int("PRIVATUNE_PARSER_MEMORY_MB", 2048),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO, cast
 
 from litestar import Controller, get, post
 from litestar.datastructures import UploadFile
@@ -91,7 +91,7 @@ class DocumentController(Controller):
                 if not pstore.exists(key):
                     pstore.put_stream(
                         key,
-                        upload.file,
+                        cast(BinaryIO, upload.file),
                         length=size,
                         content_type=upload.content_type or "application/octet-stream",
                     )

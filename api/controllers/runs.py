@@ -103,13 +103,13 @@ class RunController(Controller):
             ) from exc
         with db.session() as session:
             scope = TenantScope(session, principal.tenant_id)
-            run = scope.run(run_id)
-            assert run is not None
-            run.dagster_run_id = dagster_id
+            submitted = scope.run(run_id)
+            assert submitted is not None
+            submitted.dagster_run_id = dagster_id
             scope.add_run_event(
                 run_id, "status", "submitted to Dagster", data={"dagster_run_id": dagster_id}
             )
-            return views.run(run, list(scope.run_events(run_id)))
+            return views.run(submitted, list(scope.run_events(run_id)))
 
     @get("/", operation_id="listRuns", sync_to_thread=True)
     def list(self, project: str, principal: Principal, db: Database) -> list[schemas.Run]:
