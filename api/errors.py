@@ -45,7 +45,8 @@ class PayloadTooLarge(AppError):
 
 
 class QuotaExceeded(AppError):
-    status_code, code = 429, "quota_exceeded"
+    # 413: the upload cannot be stored; the code tells it apart from a too-large file.
+    status_code, code = 413, "quota_exceeded"
 
 
 class ServiceUnavailable(AppError):

@@ -61,6 +61,28 @@ class Document(msgspec.Struct):
     created_at: datetime
 
 
+class PageInfo(msgspec.Struct):
+    number: int
+    method: str
+    ocr_confidence: float | None
+    characters: int
+
+
+class DocumentDetail(msgspec.Struct):
+    document: Document
+    metadata: dict[str, Any]
+    pages: list[PageInfo]
+    scan_status: str | None
+    scan_detail: str | None
+    language: str | None
+    quality_score: float | None
+    quality_reasons: list[str]
+    redaction_status: str | None
+    pii_summary: dict[str, Any]
+    similarity: float | None
+    redacted_preview: str | None
+
+
 class UploadResult(msgspec.Struct):
     documents: list[Document]
     created: int

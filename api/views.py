@@ -70,3 +70,39 @@ def deployment(row: tables.Deployment, tenant_slug: str, project_slug: str) -> s
         created_at=row.created_at,
         activated_at=row.activated_at,
     )
+
+
+PREVIEW_CHARS = 2000
+
+
+def document_detail(
+    row: tables.Document, normalized: dict | None, screened: dict | None
+) -> schemas.DocumentDetail:
+    """The preview shows the text as it flows into examples: redacted where the policy says so,
+    and nothing at all for blocked or unscreened documents."""
+    pages = [
+        schemas.PageInfo(
+            number=p["number"],
+            method=p.get("method", "text"),
+            ocr_confidence=p.get("ocr_confidence"),
+            characters=len(p.get("text", "")),
+        )
+        for p in (normalized or {}).get("pages", [])
+    ]
+    preview = None
+    if screened and screened.get("status") in ("redacted", "clean", "allowed"):
+        preview = "\n\n".join(p["text"] for p in screened.get("pages", []))[:PREVIEW_CHARS]
+    return schemas.DocumentDetail(
+        document=document(row),
+        metadata=row.meta or {},
+        pages=pages,
+        scan_status=row.scan_status,
+        scan_detail=row.scan_detail,
+        language=row.language,
+        quality_score=row.quality_score,
+        quality_reasons=list((row.meta or {}).get("quality_reasons", [])),
+        redaction_status=row.redaction_status,
+        pii_summary=row.pii_summary or {},
+        similarity=row.similarity,
+        redacted_preview=preview,
+    )

@@ -10,8 +10,11 @@ import assets.deployment.assets
 import assets.evaluation.assets
 import assets.ingestion.assets
 import assets.normalization.assets
+import assets.privacy.assets
 import assets.training.assets
 from pipelines.partitions import tenant_project
+from pipelines.sensors import ONBOARDING_JOB, pending_scan_retry
+from resources.antivirus import Antivirus
 from resources.database import Database
 from resources.io_manager import ObjectStoreManifestIOManager
 from resources.model_runtime import ModelRuntime
@@ -23,6 +26,7 @@ _stage_modules = [
     assets.ingestion.assets,
     assets.normalization.assets,
     assets.dedupe.assets,
+    assets.privacy.assets,
     assets.dataset.assets,
     assets.training.assets,
     assets.evaluation.assets,
@@ -41,13 +45,25 @@ project_pipeline = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
+project_onboarding = dg.define_asset_job(
+    ONBOARDING_JOB,
+    selection=dg.AssetSelection.assets(
+        "raw_documents", "normalized_documents", "deduped_documents", "pii_screened_documents"
+    ),
+    partitions_def=tenant_project,
+    description="Onboarding only: scan, extract, normalise, dedupe and screen the project's documents.",
+    executor_def=dg.in_process_executor,
+)
+
 _store = ObjectStoreResource()
 
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
-    jobs=[project_pipeline],
+    jobs=[project_pipeline, project_onboarding],
+    sensors=[pending_scan_retry],
     resources={
+        "antivirus": Antivirus(),
         "db": Database(),
         "store": _store,
         "runtime": ModelRuntime(),

@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from resources.tables import (
@@ -143,6 +143,15 @@ class TenantScope:
         owner = self.session.scalar(select(Project.tenant_id).where(Project.id == project_id))
         if owner != self.tenant_id:
             raise PermissionError(f"project {project_id} does not belong to this tenant")
+
+    def stored_bytes(self) -> int:
+        """Upload bytes this tenant stores, across its projects (the storage quota counts these)."""
+        total = self.session.scalar(
+            select(func.coalesce(func.sum(Document.size_bytes), 0)).where(
+                Document.tenant_id == self.tenant_id
+            )
+        )
+        return int(total or 0)
 
     def add_document(self, project_id: str, **fields: Any) -> Document:
         self._own_project(project_id)

@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy import UniqueConstraint as Unique
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -60,7 +60,10 @@ class ApiKey(Base):
 
 class Document(Base):
     __tablename__ = "documents"
-    __table_args__ = (Unique("project_id", "sha256", name="uq_documents_project_sha256"),)
+    __table_args__ = (
+        Unique("project_id", "sha256", name="uq_documents_project_sha256"),
+        Index("ix_documents_project_status", "project_id", "status"),
+    )
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     project_id: Mapped[str] = mapped_column(
@@ -72,7 +75,7 @@ class Document(Base):
     declared_type: Mapped[str | None] = mapped_column(String(100))
     detected_type: Mapped[str | None] = mapped_column(String(20))
     object_key: Mapped[str] = mapped_column(String(1024))
-    # uploaded -> ready | failed | duplicate
+    # uploaded -> pending_scan -> quarantined | ready | failed | duplicate | excluded
     status: Mapped[str] = mapped_column(String(20), default="uploaded")
     failure_reason: Mapped[str | None] = mapped_column(Text)
     page_count: Mapped[int | None] = mapped_column(Integer)
@@ -80,6 +83,15 @@ class Document(Base):
     extraction_method: Mapped[str | None] = mapped_column(String(20))
     text_hash: Mapped[str | None] = mapped_column(String(64))
     duplicate_of: Mapped[str | None] = mapped_column(String(32))
+    similarity: Mapped[float | None] = mapped_column(Float)
+    # clean | infected | skipped (no scanner and scanning not required) | None (not scanned yet)
+    scan_status: Mapped[str | None] = mapped_column(String(20))
+    scan_detail: Mapped[str | None] = mapped_column(String(300))
+    language: Mapped[str | None] = mapped_column(String(12))
+    quality_score: Mapped[float | None] = mapped_column(Float)
+    # clean | redacted | blocked | allowed
+    redaction_status: Mapped[str | None] = mapped_column(String(20))
+    pii_summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(

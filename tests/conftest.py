@@ -21,6 +21,7 @@ for name in list(os.environ):
     if name.startswith("PRIVATUNE_") and name not in {"PRIVATUNE_HOME", "PRIVATUNE_MODEL_CACHE"}:
         del os.environ[name]
 
+from resources.clamd_local import ClamdInfo, start_clamd  # noqa: E402
 from resources.settings import get_settings  # noqa: E402
 from tests.s3server import S3ServerInfo, start_nanio  # noqa: E402
 
@@ -80,6 +81,13 @@ def make_postgres_db() -> Iterator:
 def postgres_url(make_postgres_db) -> str:
     """A throw-away PostgreSQL database URL (SQLAlchemy, psycopg2)."""
     return make_postgres_db()[1]
+
+
+@pytest.fixture(scope="session")
+def clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClamdInfo]:
+    """A real clamd with a local EICAR signature database, for the whole test session."""
+    with start_clamd(tmp_path_factory.mktemp("clamd")) as info:
+        yield info
 
 
 @pytest.fixture(scope="session")

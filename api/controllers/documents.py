@@ -1,12 +1,10 @@
-"""Documents: multipart upload straight to the object store, idempotent by sha256."""
+"""Documents: upload (ZIP archives unpacked), list, detail with extraction and PII summary, delete."""
 
 from __future__ import annotations
 
-import hashlib
-import mimetypes
-from typing import Annotated, Any, BinaryIO, cast
+from typing import Annotated, Any
 
-from litestar import Controller, get, post
+from litestar import Controller, delete, get, post
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
@@ -14,28 +12,13 @@ from litestar.params import Body
 from api import schemas, views
 from api.auth import Principal
 from api.controllers.projects import get_project
-from api.errors import BadRequest, NotFound, PayloadTooLarge
+from api.errors import BadRequest, NotFound
+from api.uploads import expand, store_uploads
 from resources.database import Database
-from resources.object_store import ObjectStore, ProjectStore
+from resources.object_store import ObjectNotFound, ObjectStore, ProjectStore
 from resources.repository import TenantScope
 from resources.settings import get_settings
-
-_CHUNK = 1 << 20
-
-
-def _sha256_and_size(upload: UploadFile) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    upload.file.seek(0)
-    while block := upload.file.read(_CHUNK):
-        digest.update(block)
-        size += len(block)
-    upload.file.seek(0)
-    return digest.hexdigest(), size
-
-
-def _safe_filename(name: str | None) -> str:
-    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
-    return base[:300] or "unnamed"
+from resources.tables import Document
 
 
 class DocumentController(Controller):
@@ -46,15 +29,12 @@ class DocumentController(Controller):
     def upload(
         self,
         project: str,
-        data: Annotated[
-            dict[str, Any],
-            Body(media_type=RequestEncodingType.MULTI_PART),
-        ],
+        data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
         principal: Principal,
         db: Database,
         store: ObjectStore,
     ) -> schemas.UploadResult:
-        """Upload one or more files (multipart, any field name). The same content twice is stored once."""
+        """Upload files (multipart, any field names; ZIP archives are unpacked). The same content twice is stored once."""
         files = [
             f
             for value in data.values()
@@ -66,58 +46,24 @@ class DocumentController(Controller):
                 "no file in the request: send multipart/form-data with one or more file fields",
                 code="no_files",
             )
-        limit = get_settings().max_upload_bytes
-        with db.session() as session:
-            scope = TenantScope(session, principal.tenant_id)
-            row = get_project(scope, project)
-            pstore = ProjectStore(store, principal.tenant_slug, row.slug)
-            hashed = []
-            for upload in files:
-                sha, size = _sha256_and_size(upload)
-                name = _safe_filename(upload.filename)
-                if size > limit:
-                    raise PayloadTooLarge(
-                        f"{name} is {size} bytes; the limit per file is {limit} bytes",
-                        code="file_too_large",
-                    )
-                hashed.append((upload, sha, size, name))
-            results, created = [], 0
-            for upload, sha, size, name in hashed:
-                existing = scope.document_by_sha256(row.id, sha)
-                if existing is not None:
-                    results.append(existing)
-                    continue
-                key = f"raw/{sha}"
-                if not pstore.exists(key):
-                    pstore.put_stream(
-                        key,
-                        cast(BinaryIO, upload.file),
-                        length=size,
-                        content_type=upload.content_type or "application/octet-stream",
-                    )
-                doc = scope.add_document(
-                    row.id,
-                    filename=name,
-                    sha256=sha,
-                    size_bytes=size,
-                    declared_type=upload.content_type or mimetypes.guess_type(name)[0],
-                    object_key=pstore.key(key),
-                    status="uploaded",
-                    meta={},
+        settings = get_settings()
+        incoming = expand(files, settings)
+        try:
+            with db.session() as session:
+                scope = TenantScope(session, principal.tenant_id)
+                row = get_project(scope, project)
+                pstore = ProjectStore(store, principal.tenant_slug, row.slug)
+                documents, created = store_uploads(
+                    scope, row, pstore, incoming, principal.actor, settings.storage_quota_bytes
                 )
-                scope.audit(
-                    principal.actor,
-                    "document.uploaded",
-                    doc.id,
-                    {"filename": name, "sha256": sha, "bytes": size},
+                return schemas.UploadResult(
+                    documents=[views.document(d) for d in documents],
+                    created=created,
+                    already_present=len(documents) - created,
                 )
-                results.append(doc)
-                created += 1
-            return schemas.UploadResult(
-                documents=[views.document(d) for d in results],
-                created=created,
-                already_present=len(results) - created,
-            )
+        finally:
+            for item in incoming:
+                item.file.close()
 
     @get("/", operation_id="listDocuments", sync_to_thread=True)
     def list(self, project: str, principal: Principal, db: Database) -> list[schemas.Document]:
@@ -127,15 +73,57 @@ class DocumentController(Controller):
 
     @get("/{document_id:str}", operation_id="getDocument", sync_to_thread=True)
     def get(
-        self, project: str, document_id: str, principal: Principal, db: Database
-    ) -> schemas.Document:
+        self, project: str, document_id: str, principal: Principal, db: Database, store: ObjectStore
+    ) -> schemas.DocumentDetail:
+        """Metadata, per-page extraction method, PII summary and a redacted text preview."""
         with db.session() as session:
             scope = TenantScope(session, principal.tenant_id)
-            row = get_project(scope, project)
-            doc = scope.document(document_id)
-            if doc is None or doc.project_id != row.id:
-                raise NotFound(
-                    f"document {document_id} not found in project {project}",
-                    code="document_not_found",
-                )
-            return views.document(doc)
+            doc = _document(scope, project, document_id)
+            pstore = ProjectStore(store, principal.tenant_slug, project)
+            return views.document_detail(
+                doc,
+                _artifact(pstore, f"normalized/{doc.sha256}.json"),
+                _artifact(pstore, f"screened/{doc.sha256}.json"),
+            )
+
+    @delete(
+        "/{document_id:str}", operation_id="deleteDocument", sync_to_thread=True, status_code=204
+    )
+    def remove(
+        self, project: str, document_id: str, principal: Principal, db: Database, store: ObjectStore
+    ) -> None:
+        """Delete the document from the database and the object store (audited)."""
+        with db.session() as session:
+            scope = TenantScope(session, principal.tenant_id)
+            doc = _document(scope, project, document_id)
+            pstore = ProjectStore(store, principal.tenant_slug, project)
+            for key in (
+                f"raw/{doc.sha256}",
+                f"normalized/{doc.sha256}.json",
+                f"screened/{doc.sha256}.json",
+            ):
+                pstore.delete(key)
+            scope.audit(
+                principal.actor,
+                "document.deleted",
+                doc.id,
+                {"filename": doc.filename, "sha256": doc.sha256},
+            )
+            session.delete(doc)
+
+
+def _document(scope: TenantScope, project: str, document_id: str) -> Document:
+    row = get_project(scope, project)
+    doc = scope.document(document_id)
+    if doc is None or doc.project_id != row.id:
+        raise NotFound(
+            f"document {document_id} not found in project {project}", code="document_not_found"
+        )
+    return doc
+
+
+def _artifact(pstore: ProjectStore, key: str) -> dict | None:
+    try:
+        return pstore.get_json(key)
+    except ObjectNotFound:
+        return None

@@ -11,6 +11,8 @@ from assets.dataset.chunking import CHUNKER_VERSION, Chunk, chunk_pages
 from assets.dataset.generate import GENERATOR, generate_examples
 from assets.dataset.prompt import DEFAULT_SYSTEM_PROMPT
 from assets.dataset.split import SPLITS, assign_splits
+from assets.pii.screen import PiiScreener, residual_pii
+from assets.privacy.assets import screening_config
 from assets.project import project_handle, stage
 from pipelines.partitions import tenant_project
 from resources.database import Database
@@ -31,32 +33,65 @@ def dataset_version(document_hashes: list[str], system_prompt: str) -> str:
     return hashlib.sha256(basis.encode()).hexdigest()[:12]
 
 
-@dg.asset(partitions_def=tenant_project, group_name="dataset", kinds={"python"})
+@dg.asset(
+    partitions_def=tenant_project,
+    group_name="dataset",
+    kinds={"python"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "no_unredacted_pii",
+            asset="examples",
+            blocking=True,
+            description="Under the redact policy, no personal data is left in any chunk or answer.",
+        )
+    ],
+)
 def examples(
     context: AssetExecutionContext,
     db: Database,
     store: ObjectStoreResource,
-    deduped_documents: dict,
-) -> dict:
+    pii_screened_documents: dict,
+):
     """Chunks with provenance (document, page, span, headings) and grounded question/answer examples in chat format."""
     handle = project_handle(context, db, store)
     system_prompt = handle.settings.get("system_prompt") or DEFAULT_SYSTEM_PROMPT
-    docs = deduped_documents["documents"]
+    docs = pii_screened_documents["documents"]
     with stage(context, handle, "examples") as figures:
         chunks: list[Chunk] = []
         for doc in docs:
-            normalized = handle.store.get_json(doc["key"])
-            chunks.extend(chunk_pages(doc["id"], doc["filename"], normalized["pages"]))
+            screened = handle.store.get_json(doc["screened_key"])
+            chunks.extend(chunk_pages(doc["id"], doc["filename"], screened["pages"]))
         made = generate_examples(chunks, system_prompt=system_prompt)
-        version = dataset_version([d["sha256"] for d in docs], system_prompt)
+        version = dataset_version(
+            [d["sha256"] for d in docs], system_prompt + pii_screened_documents["version"]
+        )
         prefix = f"datasets/{version}"
         handle.store.put_bytes(f"{prefix}/chunks.jsonl", to_jsonl([c.to_dict() for c in chunks]))
         handle.store.put_bytes(f"{prefix}/examples.jsonl", to_jsonl([e.to_dict() for e in made]))
         kinds = Counter(e.kind for e in made)
         figures.update(chunks=len(chunks), examples=len(made), dataset_version=version)
     preview = "\n".join(f"| {e.kind} | {e.question} | {e.answer[:80]} |" for e in made[:8])
-    context.add_output_metadata(
+    policy = pii_screened_documents["policy"]
+    residual = 0
+    if policy == "redact":
+        _, custom, _ = screening_config(handle.settings)
+        residual = residual_pii(
+            [c.text for c in chunks] + [e.question + "\n" + e.answer for e in made],
+            PiiScreener(custom=custom),
+        )
+    yield dg.Output(
         {
+            "dataset_version": version,
+            "chunks_key": f"{prefix}/chunks.jsonl",
+            "examples_key": f"{prefix}/examples.jsonl",
+            "documents": [
+                {"id": d["id"], "filename": d["filename"], "sha256": d["sha256"]} for d in docs
+            ],
+            "counts": {"chunks": len(chunks), "examples": len(made), **dict(kinds)},
+            "generator": GENERATOR,
+            "chunker": CHUNKER_VERSION,
+        },
+        metadata={
             "dataset_version": version,
             "chunks": len(chunks),
             "examples": len(made),
@@ -65,19 +100,14 @@ def examples(
             "preview": dg.MetadataValue.md(
                 "| kind | question | answer |\n|---|---|---|\n" + preview
             ),
-        }
+        },
     )
-    return {
-        "dataset_version": version,
-        "chunks_key": f"{prefix}/chunks.jsonl",
-        "examples_key": f"{prefix}/examples.jsonl",
-        "documents": [
-            {"id": d["id"], "filename": d["filename"], "sha256": d["sha256"]} for d in docs
-        ],
-        "counts": {"chunks": len(chunks), "examples": len(made), **dict(kinds)},
-        "generator": GENERATOR,
-        "chunker": CHUNKER_VERSION,
-    }
+    yield dg.AssetCheckResult(
+        check_name="no_unredacted_pii",
+        passed=residual == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"policy": policy, "residual_findings": residual},
+    )
 
 
 @dg.asset(

@@ -1,39 +1,119 @@
-"""deduped_documents: one copy of each distinct text."""
+"""deduped_documents: one copy of each text, exact and near duplicates set aside."""
 
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from assets.dedupe.exact import exact_duplicates
+from assets.dedupe.near import NearDuplicateIndex
 from assets.project import project_handle, stage
 from pipelines.partitions import tenant_project
 from resources.database import Database
 from resources.object_store import ObjectStoreResource
 
+INDEX_KEY = "dedupe/near_index.bin"
+DEFAULT_THRESHOLD = 0.8
 
-@dg.asset(partitions_def=tenant_project, group_name="dedupe", kinds={"python"})
+
+def _text(handle, doc: dict) -> str:
+    normalized = handle.store.get_json(doc["key"])
+    return "\n\n".join(p["text"] for p in normalized["pages"])
+
+
+@dg.asset(
+    partitions_def=tenant_project,
+    group_name="dedupe",
+    kinds={"python"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "dedupe_ratio",
+            asset="deduped_documents",
+            description="Share of documents set aside as duplicates (warns above half).",
+        )
+    ],
+)
 def deduped_documents(
     context: AssetExecutionContext,
     db: Database,
     store: ObjectStoreResource,
     normalized_documents: dict,
-) -> dict:
-    """Normalised documents without exact duplicates (same normalised-text hash); duplicates point at the kept copy."""
+):
+    """Documents without exact duplicates (same normalised-text hash) or near duplicates (MinHash LSH, Jaccard over word 3-shingles at the project's threshold), compared with everything the project already holds."""
     handle = project_handle(context, db, store)
+    threshold = float(handle.settings.get("near_dup_threshold", DEFAULT_THRESHOLD))
     docs = normalized_documents["documents"]
     with stage(context, handle, "deduped_documents") as figures:
-        duplicates = exact_duplicates(docs)
+        index = None
+        if handle.store.exists(INDEX_KEY):
+            try:
+                index = NearDuplicateIndex.loads(handle.store.get_bytes(INDEX_KEY))
+            except ValueError as exc:
+                context.log.warning(f"near-duplicate index unreadable, rebuilding: {exc}")
+        if index is None or index.threshold != threshold:
+            index = NearDuplicateIndex(threshold=threshold)
+        candidates = {d["id"] for d in docs}
+        for stale in [i for i in index.ids() if i not in candidates]:
+            index.remove(stale)
+        by_hash: dict[str, str] = {}
+        duplicates: dict[str, tuple[str, float, str]] = {}
+        compared = 0
+        for doc in docs:
+            kept = by_hash.setdefault(doc["text_hash"], doc["id"])
+            if kept != doc["id"]:
+                duplicates[doc["id"]] = (kept, 1.0, "exact")
+                index.remove(doc["id"])
+                continue
+            if doc["id"] in index:
+                continue
+            compared += 1
+            text = _text(handle, doc)
+            match = index.find_duplicate(doc["id"], text)
+            if match is not None:
+                duplicates[doc["id"]] = (match[0], match[1], "near")
+            else:
+                index.add(doc["id"], text)
+        handle.store.put_bytes(INDEX_KEY, index.dumps())
         with handle.scope() as scope:
-            for dup, kept in duplicates.items():
-                doc = scope.document(dup)
-                if doc is not None:
-                    doc.status, doc.duplicate_of = "duplicate", kept
+            for doc in docs:
+                row = scope.document(doc["id"])
+                if row is None:
+                    continue
+                if doc["id"] in duplicates:
+                    kept, similarity, kind = duplicates[doc["id"]]
+                    row.status, row.duplicate_of, row.similarity = (
+                        "duplicate",
+                        kept,
+                        round(similarity, 4),
+                    )
+                    row.failure_reason = f"duplicate: {kind} duplicate of document {kept} (similarity {similarity:.2f})"
+                else:
+                    row.duplicate_of, row.similarity = None, None
         kept_docs = [d for d in docs if d["id"] not in duplicates]
-        figures.update(kept=len(kept_docs), duplicates=len(duplicates))
+        figures.update(kept=len(kept_docs), duplicates=len(duplicates), compared=compared)
     ratio = len(duplicates) / len(docs) if docs else 0.0
-    context.add_output_metadata(
-        {"kept": len(kept_docs), "duplicates": len(duplicates), "duplicate_ratio": round(ratio, 3)}
+    yield dg.Output(
+        {
+            "documents": kept_docs,
+            "duplicates": [
+                {"id": d, "duplicate_of": k, "similarity": s, "kind": kind}
+                for d, (k, s, kind) in duplicates.items()
+            ],
+            "threshold": threshold,
+        },
+        metadata={
+            "kept": len(kept_docs),
+            "exact_duplicates": sum(1 for v in duplicates.values() if v[2] == "exact"),
+            "near_duplicates": sum(1 for v in duplicates.values() if v[2] == "near"),
+            "newly_compared": compared,
+            "index_size": len(index),
+            "threshold": threshold,
+        },
     )
-    return {
-        "documents": kept_docs,
-        "duplicates": [{"id": d, "duplicate_of": k} for d, k in duplicates.items()],
-    }
+    yield dg.AssetCheckResult(
+        check_name="dedupe_ratio",
+        passed=ratio <= 0.5,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "duplicate_ratio": round(ratio, 3),
+            "duplicates": len(duplicates),
+            "documents": len(docs),
+        },
+    )

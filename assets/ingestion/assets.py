@@ -1,4 +1,4 @@
-"""raw_documents: the project's uploaded files, checked and typed by content."""
+"""raw_documents: the project's uploaded files, scanned for malware, then typed by content."""
 
 import hashlib
 from collections import Counter
@@ -6,78 +6,145 @@ from collections import Counter
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from assets.normalization.sniff import DOC_TYPES, sniff_type
+from assets.ingestion.admission import admission_problem
+from assets.normalization.sniff import sniff_type
 from assets.project import project_handle, stage
 from pipelines.partitions import tenant_project
+from resources.antivirus import Antivirus, ScannerUnavailable
 from resources.database import Database
 from resources.object_store import ObjectNotFound, ObjectStoreResource
+from resources.tables import Document
+
+# Documents in these states are not looked at again (a new upload is a new document).
+SETTLED = frozenset({"quarantined"})
 
 
-def _failure(detected: str) -> str | None:
-    if detected == "empty":
-        return "empty: the file is empty; upload it again with its content"
-    if detected not in DOC_TYPES:
-        return (
-            "unsupported_type: the content is not PDF, DOCX, HTML, Markdown, text or CSV "
-            f"(detected {detected}); convert it to one of these formats"
+def _scan(doc: Document, data: bytes, antivirus: Antivirus) -> str | None:
+    """Scan unless already scanned clean or skipped; returns a status to stop at, if any."""
+    if doc.scan_status in ("clean", "skipped"):
+        return None
+    scanner = antivirus.scanner()
+    try:
+        if scanner is None:
+            raise ScannerUnavailable("no malware scanner is configured (set PRIVATUNE_CLAMD)")
+        result = scanner.scan_bytes(data)
+    except ScannerUnavailable as exc:
+        if antivirus.is_required():
+            doc.scan_status, doc.scan_detail = None, str(exc)[:300]
+            doc.failure_reason = (
+                f"pending_scan: {exc}; the document is scanned again by the next run"
+            )
+            return "pending_scan"
+        doc.scan_status, doc.scan_detail = "skipped", f"not scanned: {exc}"[:300]
+        return None
+    if result.status == "infected":
+        doc.scan_status, doc.scan_detail = (
+            "infected",
+            f"{result.signature} ({result.scanner})"[:300],
         )
+        doc.failure_reason = (
+            f"malware: {result.signature} found by {result.scanner}; the file is never parsed"
+        )
+        return "quarantined"
+    doc.scan_status, doc.scan_detail = "clean", result.scanner[:300]
     return None
 
 
-@dg.asset(partitions_def=tenant_project, group_name="ingestion", kinds={"s3", "sql"})
-def raw_documents(context: AssetExecutionContext, db: Database, store: ObjectStoreResource) -> dict:
-    """The project's uploaded files: sha256 verified, type sniffed from content, bad files marked failed."""
+@dg.asset(
+    partitions_def=tenant_project,
+    group_name="ingestion",
+    kinds={"s3", "sql"},
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=10),
+    check_specs=[
+        dg.AssetCheckSpec(
+            "quarantine_count",
+            asset="raw_documents",
+            description="Documents held back (malware, wrong or unsupported type, empty, unreadable).",
+        )
+    ],
+)
+def raw_documents(
+    context: AssetExecutionContext, db: Database, store: ObjectStoreResource, antivirus: Antivirus
+):
+    """The project's uploads: malware-scanned by clamd before any parser, sha256 verified, type sniffed from content; bad files quarantined with a reason."""
     handle = project_handle(context, db, store)
+    entries = []
     with stage(context, handle, "raw_documents") as figures:
-        entries = []
         with handle.scope() as scope:
-            documents = scope.documents(handle.project_id)
-            for doc in documents:
+            for doc in scope.documents(handle.project_id):
+                if doc.status in SETTLED:
+                    entries.append(_entry(doc))
+                    continue
                 try:
                     data = handle.store.get_bytes(f"raw/{doc.sha256}")
                 except ObjectNotFound:
                     data = None
                 if data is None or hashlib.sha256(data).hexdigest() != doc.sha256:
-                    doc.status, doc.failure_reason = (
-                        "failed",
-                        "missing_object: the stored file is missing or does not match its "
-                        "sha256; upload it again",
+                    doc.status = "failed"
+                    doc.failure_reason = (
+                        "missing_object: the stored file is missing or does not match its sha256; "
+                        "upload it again"
                     )
+                    entries.append(_entry(doc))
+                    continue
+                stop = _scan(doc, data, antivirus)
+                if stop == "quarantined":
+                    scope.audit(
+                        "dagster", "document.quarantined", doc.id, {"reason": doc.failure_reason}
+                    )
+                if stop:
+                    doc.status = stop
+                    entries.append(_entry(doc))
+                    continue
+                doc.detected_type = sniff_type(data, doc.filename)
+                problem = admission_problem(doc.detected_type, doc.filename)
+                if problem:
+                    doc.status, doc.failure_reason = "quarantined", problem
+                    scope.audit("dagster", "document.quarantined", doc.id, {"reason": problem})
                 else:
-                    doc.detected_type = sniff_type(data, doc.filename)
-                    reason = _failure(doc.detected_type)
-                    doc.status, doc.failure_reason = (
-                        ("failed", reason) if reason else ("uploaded", None)
-                    )
-                    doc.duplicate_of = None
-                entries.append(
-                    {
-                        "id": doc.id,
-                        "filename": doc.filename,
-                        "sha256": doc.sha256,
-                        "size_bytes": doc.size_bytes,
-                        "detected_type": doc.detected_type,
-                        "key": f"raw/{doc.sha256}",
-                        "status": doc.status,
-                        "failure_reason": doc.failure_reason,
-                    }
-                )
-        types = Counter(e["detected_type"] for e in entries)
-        failed = [e for e in entries if e["status"] == "failed"]
-        figures.update(documents=len(entries), failed=len(failed))
+                    doc.status, doc.failure_reason = "uploaded", None
+                entries.append(_entry(doc))
+        statuses = Counter(e["status"] for e in entries)
+        held = [e for e in entries if e["status"] in ("quarantined", "pending_scan", "failed")]
+        reasons = Counter((e["failure_reason"] or "").split(":", 1)[0] for e in held)
+        figures.update(documents=len(entries), held_back=len(held))
     preview = "\n".join(
-        f"| {e['filename']} | {e['detected_type']} | {e['size_bytes']} | {e['status']} |"
-        for e in entries[:30]
+        f"| {e['filename']} | {e['detected_type']} | {e['size_bytes']} | {e['status']} | {e['scan_status']} |"
+        for e in entries[:40]
     )
-    context.add_output_metadata(
-        {
+    yield dg.Output(
+        {"documents": entries},
+        metadata={
             "documents": len(entries),
-            "failed": len(failed),
+            "held_back": len(held),
+            "by_status": dict(statuses),
             "total_bytes": sum(e["size_bytes"] for e in entries),
-            "types": dict(types),
             "preview": dg.MetadataValue.md(
-                "| file | type | bytes | status |\n|---|---|---|---|\n" + preview
+                "| file | type | bytes | status | scan |\n|---|---|---|---|---|\n" + preview
             ),
-        }
+        },
     )
-    return {"documents": entries}
+    yield dg.AssetCheckResult(
+        check_name="quarantine_count",
+        passed=statuses.get("quarantined", 0) == 0 and statuses.get("pending_scan", 0) == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "quarantined": statuses.get("quarantined", 0),
+            "pending_scan": statuses.get("pending_scan", 0),
+            "by_reason": dict(reasons),
+        },
+    )
+
+
+def _entry(doc: Document) -> dict:
+    return {
+        "id": doc.id,
+        "filename": doc.filename,
+        "sha256": doc.sha256,
+        "size_bytes": doc.size_bytes,
+        "detected_type": doc.detected_type,
+        "key": f"raw/{doc.sha256}",
+        "status": doc.status,
+        "scan_status": doc.scan_status,
+        "failure_reason": doc.failure_reason,
+    }

