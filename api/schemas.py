@@ -25,14 +25,31 @@ class TenantCreated(msgspec.Struct):
     api_key: str
 
 
+class PiiRecognizer(msgspec.Struct, omit_defaults=True):
+    name: str
+    entity_type: str
+    pattern: str
+    score: float = 0.85
+    context: list[str] = []
+
+
 class ProjectSettings(msgspec.Struct, omit_defaults=True):
     system_prompt: str | None = None
     refusal_text: str | None = None
     train_steps: int | None = None
+    pii_policy: str | None = None
+    pii_recognizers: list[PiiRecognizer] | None = None
+    near_dup_threshold: float | None = None
+    quality_threshold: float | None = None
 
 
 class ProjectCreate(msgspec.Struct):
     slug: str
+    name: str | None = None
+    settings: ProjectSettings | None = None
+
+
+class ProjectUpdate(msgspec.Struct):
     name: str | None = None
     settings: ProjectSettings | None = None
 
