@@ -11,9 +11,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
+
+from resources.clamd_local import start_clamd
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_data" / "acme-handbook"
@@ -60,7 +64,22 @@ def instance_config() -> str:
     return "dagster.postgres.yaml" if os.environ.get("DAGSTER_PG_HOST") else "dagster.yaml"
 
 
-def start_services(home: Path, dagster_port: int, api_port: int) -> list[subprocess.Popen]:
+@contextmanager
+def services(home: Path, dagster_port: int, api_port: int) -> Iterator[None]:
+    """clamd (unless PRIVATUNE_CLAMD points at one already), Dagster and the API, stopped on exit."""
+    with ExitStack() as stack:
+        clamd = os.environ.get("PRIVATUNE_CLAMD")
+        if not clamd:
+            # A demo clamd knows only the EICAR test signatures; production uses freshclam's.
+            clamd = stack.enter_context(start_clamd(home / "clamd")).address
+        procs = start_services(home, dagster_port, api_port, {"PRIVATUNE_CLAMD": clamd})
+        stack.callback(stop_services, procs)
+        yield
+
+
+def start_services(
+    home: Path, dagster_port: int, api_port: int, extra_env: dict[str, str] | None = None
+) -> list[subprocess.Popen]:
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / instance_config(), dagster_home / "dagster.yaml")
@@ -69,6 +88,7 @@ def start_services(home: Path, dagster_port: int, api_port: int) -> list[subproc
         "PRIVATUNE_HOME": str(home),
         "DAGSTER_HOME": str(dagster_home),
         "PRIVATUNE_DAGSTER_URL": f"http://127.0.0.1:{dagster_port}",
+        **(extra_env or {}),
     }
     bin_dir = Path(sys.executable).parent
     logs = home / "logs"
@@ -231,10 +251,9 @@ def main() -> int:
     home.mkdir(parents=True)
     dagster_url = f"http://127.0.0.1:{args.dagster_port}"
     print(
-        f"starting Dagster ({dagster_url}) and the API (http://127.0.0.1:{args.api_port}); logs in {home / 'logs'}"
+        f"starting clamd, Dagster ({dagster_url}) and the API (http://127.0.0.1:{args.api_port}); logs in {home / 'logs'}"
     )
-    procs = start_services(home, args.dagster_port, args.api_port)
-    try:
+    with services(home, args.dagster_port, args.api_port):
         code = run_demo(
             f"http://127.0.0.1:{args.api_port}", dagster_url, args.train_steps, args.eval_questions
         )
@@ -247,8 +266,6 @@ def main() -> int:
             print("services keep running; press Ctrl-C to stop them")
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
         return code
-    finally:
-        stop_services(procs)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ Usage: .venv/bin/python -m bench.pii [--paragraphs 300] [--seed 7]
 Both sides look for the same entities at the same threshold. The baseline is a stock
 `AnalyzerEngine` on its own spaCy engine (full pipeline), called once per text; `batched_stock`
 is the same engine through `BatchAnalyzerEngine`, to show what batching alone buys.
-`agreement` is the share of texts on which ours and the baseline find the same spans.
+`agreement` is the share of texts on which ours and the baseline find the same spans;
+`only_ours` / `only_baseline` count the spans, per type, that one side found and the other
+did not.
 """
 
 from __future__ import annotations
@@ -15,15 +17,17 @@ import json
 import random
 import resource
 import time
+from collections import Counter
+
+from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine
+from presidio_analyzer.nlp_engine import NlpEngineProvider
 
 from assets.pii.screen import (
     NLP_CONFIGURATION,
-    PiiScreener,
     Finding,
+    PiiScreener,
     residual_pii,
 )
-from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine
-from presidio_analyzer.nlp_engine import NlpEngineProvider
 
 FIRST = ["Sarah", "James", "Priya", "Mohammed", "Olivia", "Liam", "Chen", "Fatima", "Lucas", "Emma"]
 LAST = ["Thompson", "Patel", "Okafor", "Nguyen", "Schmidt", "Garcia", "Kowalski", "Walsh", "Ito"]
@@ -127,10 +131,14 @@ def main() -> None:
     )
     batched_stock_s = time.perf_counter() - started
 
-    agree = sum(
-        _spans(b) == {(f.entity_type, f.start, f.end) for f in o}
-        for b, o in zip(baseline, ours, strict=True)
-    )
+    agree = 0
+    only_ours: Counter[str] = Counter()
+    only_baseline: Counter[str] = Counter()
+    for b, o in zip(baseline, ours, strict=True):
+        theirs, mine = _spans(b), {(f.entity_type, f.start, f.end) for f in o}
+        agree += theirs == mine
+        only_ours.update(entity for entity, _, _ in mine - theirs)
+        only_baseline.update(entity for entity, _, _ in theirs - mine)
     print(
         json.dumps(
             {
@@ -141,6 +149,8 @@ def main() -> None:
                 "chars": chars,
                 "batched_stock_chars_per_s": round(chars / batched_stock_s),
                 "agreement": round(agree / len(texts), 4),
+                "only_ours": dict(only_ours),
+                "only_baseline": dict(only_baseline),
                 "findings": sum(len(f) for f in ours),
                 "summary": screener.summarize([f for found in ours for f in found]),
                 "residual_after_redaction": residual,

@@ -39,6 +39,7 @@ _DTYPE = np.dtype("<u4")
 _LENGTH = struct.Struct(">I")
 _DIGEST_SIZE = 32
 _MAX_NUM_PERM = 4096
+_BATCH = 8192
 
 _CJK_CHAR = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _WORD = re.compile(r"\w+(?:['\u2019-]\w+)*")
@@ -76,7 +77,11 @@ def _empty_minhash(num_perm: int, seed: int) -> MinHash:
 
 def _signature_of(items: Iterable[str], num_perm: int, seed: int) -> LeanMinHash:
     minhash = _empty_minhash(num_perm, seed).copy()
-    minhash.update_batch([item.encode("utf-8") for item in items])
+    encoded = [item.encode("utf-8") for item in items]
+    # update_batch materialises a shingles x num_perm matrix; in slices, a book-length
+    # document stays at a few MiB.
+    for start in range(0, len(encoded), _BATCH):
+        minhash.update_batch(encoded[start : start + _BATCH])
     return LeanMinHash(minhash)
 
 
@@ -103,6 +108,11 @@ class NearDuplicateIndex:
     """Documents' MinHash signatures, queryable for those whose estimated Jaccard
     similarity with a text reaches the threshold.
 
+    The estimate errs by about sqrt(J(1 - J) / num_perm), 0.035 at 0.8 with 128
+    permutations, so a pair just above the threshold is missed about as often as one
+    just below is reported. A `margin` lowers the cut on the estimate to catch those;
+    callers that can fetch a candidate's text then confirm it with `exact_jaccard`.
+
     Persist it with `dumps` / `loads`; the format carries only ids, parameters and hash
     values, so a payload from an untrusted store cannot execute anything.
     """
@@ -112,25 +122,36 @@ class NearDuplicateIndex:
         threshold: float = DEFAULT_THRESHOLD,
         num_perm: int = DEFAULT_NUM_PERM,
         *,
+        margin: float = 0.0,
         seed: int = DEFAULT_SEED,
         weights: tuple[float, float] = DEFAULT_WEIGHTS,
     ) -> None:
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+        if not 0.0 <= margin < threshold:
+            raise ValueError(f"margin must be in [0, threshold), got {margin}")
         if not 2 <= num_perm <= _MAX_NUM_PERM:
             raise ValueError(f"num_perm must be between 2 and {_MAX_NUM_PERM}, got {num_perm}")
         fp_weight, fn_weight = (float(w) for w in weights)
         if fp_weight < 0.0 or fn_weight < 0.0 or fp_weight + fn_weight <= 0.0:
             raise ValueError(f"weights must be non-negative and not both zero, got {weights}")
+        if not 0 <= seed < 2**32:
+            raise ValueError(f"seed must be in [0, 2**32), got {seed}")
         self.threshold = float(threshold)
+        self.margin = float(margin)
         self.num_perm = int(num_perm)
         self.seed = int(seed)
         # datasketch wants the pair to sum to exactly 1.0.
         fp_weight /= fp_weight + fn_weight
         self.weights = (fp_weight, 1.0 - fp_weight)
-        self.bands, self.rows = _band_layout(self.threshold, self.num_perm, self.weights)
+        self.bands, self.rows = _band_layout(self.cutoff, self.num_perm, self.weights)
         self._lsh = MinHashLSH(num_perm=self.num_perm, params=(self.bands, self.rows))
         self._signatures: dict[str, LeanMinHash] = {}
+
+    @property
+    def cutoff(self) -> float:
+        """The lowest estimated similarity a match may have: the threshold less the margin."""
+        return self.threshold - self.margin
 
     def __len__(self) -> int:
         return len(self._signatures)
@@ -141,7 +162,7 @@ class NearDuplicateIndex:
     def __repr__(self) -> str:
         return (
             f"NearDuplicateIndex(documents={len(self)}, threshold={self.threshold}, "
-            f"num_perm={self.num_perm}, bands={self.bands}, rows={self.rows})"
+            f"margin={self.margin}, num_perm={self.num_perm}, bands={self.bands}, rows={self.rows})"
         )
 
     def signature(self, text: str) -> LeanMinHash:
@@ -161,12 +182,12 @@ class NearDuplicateIndex:
 
     def query(self, text: str) -> list[tuple[str, float]]:
         """Indexed documents whose estimated Jaccard similarity with the text reaches the
-        threshold, most similar first (ties by id)."""
+        cutoff (the threshold, less any margin), most similar first (ties by id)."""
         return self._matches(self.signature(text))
 
     def find_duplicate(self, doc_id: str, text: str) -> tuple[str, float] | None:
         """The indexed document (other than `doc_id` itself) most similar to the text, with
-        its estimated Jaccard similarity, if that reaches the threshold."""
+        its estimated Jaccard similarity, if that reaches the cutoff."""
         for match in self._matches(self.signature(text)):
             if match[0] != doc_id:
                 return match
@@ -184,6 +205,7 @@ class NearDuplicateIndex:
                 "format": _FORMAT,
                 "version": _VERSION,
                 "threshold": self.threshold,
+                "margin": self.margin,
                 "num_perm": self.num_perm,
                 "seed": self.seed,
                 "weights": list(self.weights),
@@ -217,14 +239,14 @@ class NearDuplicateIndex:
             header = json.loads(body[prefix : prefix + header_size].decode("utf-8"))
         except ValueError as exc:
             raise ValueError(f"near-duplicate index header is not valid JSON: {exc}") from exc
-        threshold, num_perm, seed, weights, doc_ids = _checked_header(header)
+        threshold, margin, num_perm, seed, weights, doc_ids = _checked_header(header)
         matrix = np.frombuffer(body, dtype=_DTYPE, offset=prefix + header_size)
         if matrix.size != len(doc_ids) * num_perm:
             raise ValueError(
                 f"near-duplicate index holds {matrix.size} hash values, expected "
                 f"{len(doc_ids)} documents x {num_perm}"
             )
-        index = cls(threshold, num_perm, seed=seed, weights=weights)
+        index = cls(threshold, num_perm, margin=margin, seed=seed, weights=weights)
         for doc_id, hashvalues in zip(doc_ids, matrix.reshape(len(doc_ids), num_perm), strict=True):
             index._insert(doc_id, LeanMinHash(seed=seed, hashvalues=hashvalues, scheme=_SCHEME))
         return index
@@ -241,12 +263,14 @@ class NearDuplicateIndex:
         scored = [
             (doc_id, sig.jaccard(self._signatures[doc_id])) for doc_id in self._lsh.query(sig)
         ]
-        matches = [(doc_id, sim) for doc_id, sim in scored if sim >= self.threshold]
+        matches = [(doc_id, sim) for doc_id, sim in scored if sim >= self.cutoff]
         matches.sort(key=lambda match: (-match[1], match[0]))
         return matches
 
 
-def _checked_header(header: object) -> tuple[float, int, int, tuple[float, float], list[str]]:
+def _checked_header(
+    header: object,
+) -> tuple[float, float, int, int, tuple[float, float], list[str]]:
     if not isinstance(header, dict) or header.get("format") != _FORMAT:
         raise ValueError("not a near-duplicate index payload")
     if header.get("version") != _VERSION:
@@ -262,10 +286,13 @@ def _checked_header(header: object) -> tuple[float, int, int, tuple[float, float
                 f"near-duplicate index was built with {key}={header.get(key)!r}, "
                 f"this code uses {expected!r}; rebuild it from the documents"
             )
-    threshold, num_perm, seed = header.get("threshold"), header.get("num_perm"), header.get("seed")
+    threshold, margin = header.get("threshold"), header.get("margin")
+    num_perm, seed = header.get("num_perm"), header.get("seed")
     weights, doc_ids = header.get("weights"), header.get("doc_ids")
     if not _is_number(threshold) or not 0.0 < threshold <= 1.0:
         raise ValueError(f"bad threshold {threshold!r} in near-duplicate index")
+    if not _is_number(margin) or not 0.0 <= margin < threshold:
+        raise ValueError(f"bad margin {margin!r} in near-duplicate index")
     if not _is_int(num_perm) or not 2 <= num_perm <= _MAX_NUM_PERM:
         raise ValueError(f"bad num_perm {num_perm!r} in near-duplicate index")
     if not _is_int(seed) or not 0 <= seed < 2**32:
@@ -280,7 +307,14 @@ def _checked_header(header: object) -> tuple[float, int, int, tuple[float, float
         raise ValueError("bad document ids in near-duplicate index")
     if len(set(doc_ids)) != len(doc_ids):
         raise ValueError("duplicate document ids in near-duplicate index")
-    return float(threshold), num_perm, seed, (float(weights[0]), float(weights[1])), doc_ids
+    return (
+        float(threshold),
+        float(margin),
+        num_perm,
+        seed,
+        (float(weights[0]), float(weights[1])),
+        doc_ids,
+    )
 
 
 def _is_number(value: object) -> bool:

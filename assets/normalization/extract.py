@@ -10,14 +10,22 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import io
+import math
+import os
 import re
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import docx
 import pymupdf
+import trafilatura
 from bs4 import BeautifulSoup, NavigableString, Tag
 from bs4.element import PreformattedString
 from docx.opc.constants import RELATIONSHIP_TYPE as RT
@@ -29,18 +37,27 @@ from assets.normalization.sniff import decode_text
 
 @dataclass(frozen=True)
 class Page:
-    """Text of one page; 1-based. Formats without pages yield a single page 1."""
+    """Text of one page; 1-based. Formats without pages yield a single page 1.
+
+    `method` is "text" (the file's own text layer) or "ocr"; an OCR'd page carries
+    `ocr_confidence` in 0..1 when it could be measured.
+    """
 
     number: int
     text: str
+    method: str = "text"
+    ocr_confidence: float | None = None
 
 
 @dataclass
 class Extraction:
     pages: list[Page]
+    # "text", "ocr" when every page with text was OCR'd, "mixed" when some were.
     method: str = "text"
     # title / author / created / modified when the format records them; created and
-    # modified are ISO 8601 when parseable. PDF also reports unreadable_pages.
+    # modified are ISO 8601 when parseable. PDF also reports unreadable_pages,
+    # ocr_pages, ocr_failed_pages and ocr_unavailable ("1" when pages needed OCR
+    # that no Tesseract could do); DOCX reports header and footer.
     metadata: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -54,7 +71,18 @@ class ExtractionError(Exception):
     `reason` is one of REASONS, stable for quarantine records and API responses.
     """
 
-    REASONS = ("empty", "unsupported_type", "corrupt", "encrypted", "no_text")
+    REASONS = (
+        "empty",
+        "unsupported_type",
+        "corrupt",
+        "encrypted",
+        "no_text",
+        # Raised by isolated extraction (isolate.py): the worker ran out of time,
+        # ran out of memory, or died.
+        "timeout",
+        "resource_limit",
+        "crashed",
+    )
 
     def __init__(self, reason: str, message: str) -> None:
         if reason not in self.REASONS:
@@ -64,42 +92,88 @@ class ExtractionError(Exception):
         self.message = message
 
 
-def extract(data: bytes, doc_type: str) -> Extraction:
-    """Extract text from `data`, a document of `doc_type` (as sniff_type returns)."""
+def extract(
+    data: bytes,
+    doc_type: str,
+    *,
+    ocr: bool = True,
+    ocr_language: str = "eng",
+    ocr_min_chars: int = 25,
+) -> Extraction:
+    """Extract text from `data`, a document of `doc_type` (as sniff_type returns).
+
+    PDF pages with fewer than `ocr_min_chars` readable characters that show an
+    image (or show something but have no text at all) are OCR'd with Tesseract
+    in `ocr_language` ("eng", "eng+deu", ...) unless `ocr` is False.
+
+    Raises MemoryError when the document needs more memory than the process may
+    have, so that isolated extraction can report it as a resource limit.
+    """
     if not data:
         raise ExtractionError("empty", "the document is empty (0 bytes)")
-    extractor = _EXTRACTORS.get(doc_type)
-    if extractor is None:
-        raise ExtractionError(
-            "unsupported_type", f"documents of type {doc_type!r} are not supported"
-        )
-    extraction = extractor(data)
+    if doc_type == "pdf":
+        if not _OCR_LANGUAGE.fullmatch(ocr_language):
+            raise ValueError(f"invalid OCR language {ocr_language!r}")
+        extraction = _extract_pdf(data, _OcrSettings(ocr, ocr_language, ocr_min_chars))
+    else:
+        extractor = _EXTRACTORS.get(doc_type)
+        if extractor is None:
+            raise ExtractionError(
+                "unsupported_type", f"documents of type {doc_type!r} are not supported"
+            )
+        extraction = extractor(data)
     if not any(page.text.strip() for page in extraction.pages):
+        if extraction.metadata.get("ocr_unavailable"):
+            raise ExtractionError(
+                "no_text",
+                "the document contains no extractable text; its scanned pages need OCR, "
+                "which is not available",
+            )
         raise ExtractionError("no_text", "the document contains no extractable text")
     return extraction
+
+
+# MuPDF reports a failed allocation as FzErrorSystem("malloc (N bytes) failed").
+_OUT_OF_MEMORY = re.compile(r"\b(?:malloc|calloc|realloc)\b.*\bfailed\b|out of memory", re.I)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or bool(_OUT_OF_MEMORY.search(str(exc)))
 
 
 # --- PDF ---------------------------------------------------------------------
 
 
-def _extract_pdf(data: bytes) -> Extraction:
+@dataclass(frozen=True)
+class _OcrSettings:
+    enabled: bool
+    language: str
+    min_chars: int
+
+
+def _extract_pdf(data: bytes, ocr: _OcrSettings) -> Extraction:
     # MuPDF reports broken files through several exception types, at open and
-    # at any document-level call after it (page tree, metadata); all are "corrupt".
+    # at any document-level call after it (page tree, metadata); all are "corrupt",
+    # except running out of memory, which says nothing about the file.
     try:
         document = pymupdf.open(stream=data, filetype="pdf")
     except Exception as exc:
+        if _out_of_memory(exc):
+            raise MemoryError(f"the PDF cannot be opened: {exc}") from exc
         raise ExtractionError("corrupt", f"the PDF cannot be opened: {exc}") from exc
     try:
-        return _read_pdf(document)
-    except ExtractionError:
+        return _read_pdf(document, ocr)
+    except (ExtractionError, MemoryError):
         raise
     except Exception as exc:
+        if _out_of_memory(exc):
+            raise MemoryError(f"the PDF cannot be read: {exc}") from exc
         raise ExtractionError("corrupt", f"the PDF cannot be read: {exc}") from exc
     finally:
         document.close()
 
 
-def _read_pdf(document: pymupdf.Document) -> Extraction:
+def _read_pdf(document: pymupdf.Document, ocr: _OcrSettings) -> Extraction:
     # MuPDF already tries the empty user password on open; this covers builds
     # that do not, and leaves needs_pass set only for real passwords.
     if document.needs_pass and not document.authenticate(""):
@@ -109,17 +183,205 @@ def _read_pdf(document: pymupdf.Document) -> Extraction:
         raise ExtractionError("corrupt", "the PDF has no readable pages")
     pages: list[Page] = []
     unreadable: list[int] = []
+    ocr_failed: list[int] = []
+    # Looked up when the first page needs OCR; "" once found missing.
+    tessdata: str | None = None
     for index in range(page_count):
+        number = index + 1
         try:
-            text = document.load_page(index).get_text("text", sort=True)
-        except Exception:  # One broken page must not cost the rest of the document.
-            text = ""
-            unreadable.append(index + 1)
-        pages.append(Page(number=index + 1, text=text))
+            page = document.load_page(index)
+            text = page.get_text("text", sort=True)
+        except Exception as exc:  # One broken page must not cost the rest of the document.
+            if _out_of_memory(exc):
+                raise
+            pages.append(Page(number=number, text=""))
+            unreadable.append(number)
+            continue
+        if ocr.enabled and tessdata != "" and _needs_ocr(page, text, ocr.min_chars):
+            tessdata = tessdata or _tessdata(ocr.language) or ""
+        else:
+            pages.append(Page(number=number, text=text))
+            continue
+        try:
+            ocr_text, confidence = _ocr_page(page, ocr.language, tessdata) if tessdata else ("", None)
+        except Exception as exc:
+            if _out_of_memory(exc):
+                raise
+            ocr_text, confidence = "", None
+            ocr_failed.append(number)
+        if _OCR_WORD.search(ocr_text) and _readable_chars(ocr_text) > _readable_chars(text):
+            pages.append(Page(number, ocr_text, method="ocr", ocr_confidence=confidence))
+        else:
+            pages.append(Page(number=number, text=text))
     metadata = _pdf_metadata(document.metadata or {})
     if unreadable:
-        metadata["unreadable_pages"] = ",".join(str(number) for number in unreadable)
-    return Extraction(pages=pages, metadata=metadata)
+        metadata["unreadable_pages"] = _page_list(unreadable)
+    ocr_pages = [page.number for page in pages if page.method == "ocr"]
+    if ocr_pages:
+        metadata["ocr_pages"] = _page_list(ocr_pages)
+    if ocr_failed:
+        metadata["ocr_failed_pages"] = _page_list(ocr_failed)
+    if tessdata == "":
+        metadata["ocr_unavailable"] = "1"
+    return Extraction(pages=pages, method=_pdf_method(pages), metadata=metadata)
+
+
+def _page_list(numbers: list[int]) -> str:
+    return ",".join(str(number) for number in numbers)
+
+
+def _pdf_method(pages: list[Page]) -> str:
+    if not any(page.method == "ocr" for page in pages):
+        return "text"
+    if any(page.method == "text" and page.text.strip() for page in pages):
+        return "mixed"
+    return "ocr"
+
+
+# --- OCR -----------------------------------------------------------------------
+
+_OCR_LANGUAGE = re.compile(r"[A-Za-z_]+(?:\+[A-Za-z_]+)*")
+_OCR_DPI = 300
+# A3 at 300 dpi is 17 megapixels; larger pages (posters, drawings, hostile
+# MediaBoxes) are OCR'd at a lower resolution instead of exhausting memory.
+_OCR_MAX_PIXELS = 25_000_000
+# Tesseract parallelises one page with OpenMP; on a busy machine that makes it
+# several times slower than one thread (1.9 s against 0.4 s for a page here).
+_OCR_ENV = {"OMP_THREAD_LIMIT": "1"}
+_OCR_CONFIDENCE_TIMEOUT_S = 120
+# Tesseract reads rules, boxes and specks as "=", "|" or "~"; OCR output with
+# no word of two letters or digits is not text.
+_OCR_WORD = re.compile(r"[^\W_]{2,}")
+
+
+def _readable_chars(text: str) -> int:
+    # U+FFFD is what MuPDF emits for glyphs whose font maps to no character.
+    return sum(1 for ch in text if ch.isprintable() and not ch.isspace() and ch != "\ufffd")
+
+
+def _needs_ocr(page: pymupdf.Page, text: str, min_chars: int) -> bool:
+    readable = _readable_chars(text)
+    if readable >= min_chars:
+        return False
+    try:
+        # A short text page without images (a cover, a divider) is what it seems;
+        # a page with no text at all may still show text drawn as vector paths.
+        if readable and not page.get_image_info():
+            return False
+        # A blank page needs no OCR; a thumbnail tells.
+        return not page.get_pixmap(dpi=20, colorspace=pymupdf.csGRAY).is_unicolor
+    except Exception as exc:
+        if _out_of_memory(exc):
+            raise
+        return False  # what cannot be rendered cannot be OCR'd either
+
+
+def _tessdata(language: str) -> str | None:
+    """The Tesseract data folder holding every language in `language`, or None."""
+    return _find_tessdata(os.environ.get("TESSDATA_PREFIX") or None, language)
+
+
+@functools.lru_cache(maxsize=16)
+def _find_tessdata(prefix: str | None, language: str) -> str | None:
+    try:
+        # Without a prefix this asks the tesseract binary; hence the cache.
+        folder = Path(pymupdf.get_tessdata(prefix))
+    except Exception:
+        return None
+    if all((folder / f"{name}.traineddata").is_file() for name in language.split("+")):
+        return str(folder)
+    return None
+
+
+def _ocr_dpi(rect: pymupdf.Rect) -> int:
+    square_inches = max(rect.width * rect.height / (72 * 72), 1e-6)
+    return max(min(_OCR_DPI, int(math.sqrt(_OCR_MAX_PIXELS / square_inches))), 1)
+
+
+def _ocr_page(page: pymupdf.Page, language: str, tessdata: str) -> tuple[str, float | None]:
+    """OCR a whole page: its text from MuPDF's Tesseract, and a confidence.
+
+    MuPDF's OCR text layer carries no confidences, so the tesseract command
+    line reads the same rendering (same resolution, same language data) at the
+    same time, and the confidence is its mean word confidence weighted by word
+    length. None when there is no tesseract binary or it fails.
+    """
+    dpi = _ocr_dpi(page.rect)
+    with tempfile.TemporaryDirectory(prefix="privatune-ocr-") as folder:
+        scoring = _start_confidence(page, dpi, language, tessdata, Path(folder))
+        try:
+            textpage = page.get_textpage_ocr(
+                language=language, dpi=dpi, full=True, tessdata=tessdata
+            )
+            text = page.get_text("text", textpage=textpage, sort=True)
+        except BaseException:
+            if scoring is not None:
+                scoring.kill()
+                scoring.wait()
+            raise
+        return text, _finish_confidence(scoring)
+
+
+@functools.cache
+def _tesseract_binary() -> str | None:
+    return shutil.which("tesseract")
+
+
+def _start_confidence(
+    page: pymupdf.Page, dpi: int, language: str, tessdata: str, folder: Path
+) -> subprocess.Popen[bytes] | None:
+    binary = _tesseract_binary()
+    if binary is None:
+        return None
+    image = folder / "page.png"
+    # The very rendering get_textpage_ocr makes, so both engines read the same pixels.
+    page.get_pixmap(dpi=dpi).save(str(image))
+    command = [binary, str(image), "-", "--tessdata-dir", tessdata, "-l", language]
+    try:
+        return subprocess.Popen(
+            # --psm 6 (one uniform block) is what MuPDF's Tesseract runs with; the
+            # command line's default layout analysis would read a different text.
+            [*command, "--dpi", str(dpi), "--psm", "6", "tsv"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, **_OCR_ENV},
+        )
+    except OSError:
+        return None
+
+
+def _finish_confidence(scoring: subprocess.Popen[bytes] | None) -> float | None:
+    if scoring is None:
+        return None
+    try:
+        output, _ = scoring.communicate(timeout=_OCR_CONFIDENCE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        scoring.kill()
+        scoring.wait()
+        return None
+    if scoring.returncode != 0:
+        return None
+    return _tsv_confidence(output.decode("utf-8", "replace"))
+
+
+def _tsv_confidence(tsv: str) -> float | None:
+    """Length-weighted mean confidence (0..1) of the words in Tesseract's TSV output."""
+    weighted = total = 0.0
+    for line in tsv.splitlines()[1:]:
+        columns = line.split("\t")
+        # level, page, block, paragraph, line, word, left, top, width, height, conf, text
+        if len(columns) < 12 or columns[0] != "5" or not columns[11].strip():
+            continue
+        try:
+            confidence = float(columns[10])
+        except ValueError:
+            continue
+        if confidence < 0:
+            continue
+        length = len(columns[11].strip())
+        weighted += min(confidence, 100.0) / 100 * length
+        total += length
+    return round(weighted / total, 4) if total else None
 
 
 _PDF_DATE = re.compile(
@@ -223,11 +485,49 @@ def _extract_docx(data: bytes) -> Extraction:
         document = docx.Document(io.BytesIO(data))
         blocks = list(_docx_blocks(document.iter_inner_content()))
         metadata = _docx_metadata(document)
+    except MemoryError:
+        raise
     except Exception as exc:
         # python-docx lets zipfile, lxml and its own package reader raise whatever
         # they raise on a malformed package; to the caller they all mean "corrupt".
         raise ExtractionError("corrupt", f"the DOCX cannot be read: {exc}") from exc
+    metadata.update(_docx_headers_footers(document))
     return Extraction(pages=[Page(number=1, text=_join_blocks(blocks))], metadata=metadata)
+
+
+# Enough for a letterhead or a classification line; a header holding pages of
+# text is not a header we want in a metadata record.
+_DOCX_HEADER_MAX_CHARS = 2000
+
+
+def _docx_headers_footers(document: Any) -> dict[str, str]:
+    """Distinct header and footer texts of all sections, as metadata.
+
+    Word repeats them on every page, so in the body text they would land in
+    every chunk cut from it (or in one chunk of pure boilerplate); as metadata
+    the document record keeps them without training on them.
+    """
+    found: dict[str, list[str]] = {"header": [], "footer": []}
+    try:
+        for section in document.sections:
+            for kind, parts in (
+                ("header", (section.header, section.first_page_header, section.even_page_header)),
+                ("footer", (section.footer, section.first_page_footer, section.even_page_footer)),
+            ):
+                for part in parts:
+                    # Linked: the previous section's, already seen, or none at all.
+                    if part.is_linked_to_previous:
+                        continue
+                    text = _join_blocks(_docx_blocks(part.iter_inner_content()))
+                    if text and text not in found[kind]:
+                        found[kind].append(text)
+    except MemoryError:
+        raise
+    except Exception:
+        return {}  # a broken header part must not cost the body text
+    return {
+        kind: "\n".join(texts)[:_DOCX_HEADER_MAX_CHARS] for kind, texts in found.items() if texts
+    }
 
 
 def _docx_blocks(content: Iterable[Paragraph | Table]) -> Iterable[_Block]:
@@ -321,6 +621,11 @@ _HTML_BLOCKS = frozenset(
 )
 
 
+# Below this many words trafilatura's statistics have too little to go on: it
+# falls back to its baseline, which keeps menus and forms as one flat paragraph.
+_HTML_MIN_MAIN_WORDS = 50
+
+
 def _extract_html(data: bytes) -> Extraction:
     # Bytes, not decoded text, so BeautifulSoup can honour <meta charset>.
     soup = BeautifulSoup(data, "lxml")
@@ -330,6 +635,51 @@ def _extract_html(data: bytes) -> Extraction:
         if title:
             metadata["title"] = title
     _drop_boilerplate(soup)
+    text = _html_main_content(soup)
+    if text is None:
+        text = _html_render_semantic(soup)
+    return Extraction(pages=[Page(number=1, text=text)], metadata=metadata)
+
+
+def _html_main_content(soup: BeautifulSoup) -> str | None:
+    """The main content as trafilatura finds it, rendered like the rest of our HTML.
+
+    Markup already drops what says it is chrome (nav, header, footer, ARIA roles);
+    trafilatura's heuristics find the rest (cookie banners, share bars, related
+    links, menus built from divs). Its HTML output goes through our renderer so
+    headings, lists and tables look the same whichever path a page takes.
+    None when trafilatura finds too little to trust.
+    """
+    for header in soup.find_all("header"):
+        # Kept by _drop_boilerplate because it holds an article's title, which
+        # trafilatura would drop with any other <header>.
+        header.name = "div"
+    try:
+        html = trafilatura.extract(
+            str(soup),
+            output_format="html",
+            favor_precision=True,
+            include_comments=False,
+            include_tables=True,
+        )
+    except Exception:  # a heuristic failing is no reason to lose the page
+        return None
+    if not html:
+        return None
+    renderer = _HtmlRenderer()
+    body = BeautifulSoup(html, "lxml").body
+    if body is None:
+        return None
+    renderer.walk(body)
+    renderer.flush()
+    text = _join_blocks(renderer.blocks)
+    if len(text.split()) < _HTML_MIN_MAIN_WORDS:
+        return None
+    return text
+
+
+def _html_render_semantic(soup: BeautifulSoup) -> str:
+    """The page's <main>, its top-level <article>s, or else its body, rendered."""
     roots: list[Tag] = []
     main = soup.find("main")
     if isinstance(main, Tag):
@@ -343,7 +693,7 @@ def _extract_html(data: bytes) -> Extraction:
     for root in roots:
         renderer.walk(root)
         renderer.flush()
-    return Extraction(pages=[Page(number=1, text=_join_blocks(renderer.blocks))], metadata=metadata)
+    return _join_blocks(renderer.blocks)
 
 
 def _drop_boilerplate(soup: BeautifulSoup) -> None:

@@ -24,10 +24,10 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory, base_model_path) -> Iterator[httpx.Client]:
+def api(tmp_path_factory: pytest.TempPathFactory, base_model_path, clamd) -> Iterator[httpx.Client]:
     home = tmp_path_factory.mktemp("services")
     api_port = _free_port()
-    procs = start_services(home, _free_port(), api_port)
+    procs = start_services(home, _free_port(), api_port, {"PRIVATUNE_CLAMD": clamd.address})
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=300) as client:
             yield client
@@ -100,14 +100,19 @@ def test_upload_materialise_chat_and_isolation(api: httpx.Client):
     finished = _wait_for(api, a, run.json()["id"])
     assert finished["status"] == "succeeded", finished
     stages = [e["stage"] for e in finished["events"] if e["kind"] == "stage_finished"]
-    assert stages[0] == "raw_documents" and stages[-1] == "deployment_package" and len(stages) == 8
+    assert stages[0] == "raw_documents" and stages[-1] == "deployment_package" and len(stages) == 9
 
     documents = {
         d["filename"]: d for d in api.get("/v1/projects/handbook/documents", headers=a).json()
     }
-    assert documents["empty.txt"]["status"] == "failed" and documents["empty.txt"][
-        "failure_reason"
-    ].startswith("empty")
+    assert documents["empty.txt"]["status"] == "quarantined"
+    assert documents["empty.txt"]["failure_reason"].startswith("empty")
+    assert documents["workplace-faq.md"]["status"] == "ready"
+    detail = api.get(
+        f"/v1/projects/handbook/documents/{documents['workplace-faq.md']['id']}", headers=a
+    ).json()
+    assert detail["scan_status"] == "clean" and detail["language"] == "en"
+    assert detail["pages"] and detail["redacted_preview"]
     assert documents["it-security-policy.pdf"]["status"] == "ready"
 
     deployments = api.get("/v1/projects/handbook/deployments", headers=a).json()

@@ -10,6 +10,7 @@ SPINE = [
     "raw_documents",
     "normalized_documents",
     "deduped_documents",
+    "pii_screened_documents",
     "examples",
     "splits",
     "adapter",
@@ -30,8 +31,13 @@ def test_definitions_resolve():
         assert node.description, f"{key} has no docstring"
         assert node.partitions_def is not None and node.partitions_def.name == "tenant_project"
     checks = {c.name for c in graph.asset_check_keys}
-    assert "no_document_in_two_splits" in checks
-    assert set(defs.resources) >= {"db", "store", "runtime", "io_manager"}
+    assert {
+        "no_document_in_two_splits",
+        "no_unredacted_pii",
+        "quarantine_count",
+        "dedupe_ratio",
+    } <= checks
+    assert set(defs.resources) >= {"db", "store", "runtime", "antivirus", "io_manager"}
     for schedule in defs.schedules or []:
         defs.resolve_schedule_def(schedule.name)
     for sensor in defs.sensors or []:

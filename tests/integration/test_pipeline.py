@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 
 from pipelines.definitions import all_assets, all_checks, defs
+from resources.antivirus import Antivirus
 from resources.database import Database
 from resources.io_manager import ObjectStoreManifestIOManager
 from resources.model_runtime import ModelRuntime
@@ -65,7 +66,7 @@ def postgres_instance(db_name: str, home: Path, monkeypatch) -> dg.DagsterInstan
 
 
 def test_whole_graph_on_postgres_and_s3(
-    make_postgres_db, s3_server, base_model_path, tmp_path, monkeypatch
+    make_postgres_db, s3_server, clamd, base_model_path, tmp_path, monkeypatch
 ):
     _, app_url = make_postgres_db()
     dagster_db, _ = make_postgres_db()
@@ -90,6 +91,7 @@ def test_whole_graph_on_postgres_and_s3(
         "db": db,
         "store": store,
         "runtime": ModelRuntime(),
+        "antivirus": Antivirus(address=clamd.address, required=True),
         "io_manager": ObjectStoreManifestIOManager(store=store),
     }
     result = dg.materialize(
@@ -111,6 +113,7 @@ def test_whole_graph_on_postgres_and_s3(
             "raw_documents",
             "normalized_documents",
             "deduped_documents",
+            "pii_screened_documents",
             "examples",
             "splits",
             "adapter",
@@ -124,12 +127,12 @@ def test_whole_graph_on_postgres_and_s3(
 
     with db.session() as session:
         docs = {d.filename: d for d in session.query(Document)}
-        assert docs["empty.txt"].status == "failed" and docs["empty.txt"].failure_reason.startswith(
-            "empty"
-        )
-        assert (
-            docs["broken.pdf"].status == "failed" and "corrupt" in docs["broken.pdf"].failure_reason
-        )
+        assert docs["empty.txt"].status == "quarantined"
+        assert docs["empty.txt"].failure_reason.startswith("empty")
+        assert docs["broken.pdf"].status == "quarantined"
+        assert docs["broken.pdf"].failure_reason.startswith("corrupt")
+        assert docs["scan.png"].status == "quarantined"
+        assert docs["scan.png"].failure_reason.startswith("unsupported_type")
         assert (
             docs["it-security-policy.pdf"].status == "ready"
             and docs["it-security-policy.pdf"].page_count == 4
@@ -144,6 +147,7 @@ def test_whole_graph_on_postgres_and_s3(
             "raw_documents",
             "normalized_documents",
             "deduped_documents",
+            "pii_screened_documents",
             "examples",
             "splits",
             "adapter",

@@ -1,0 +1,1 @@
+"""Quality stage: score how fit a document's text is for training, and say why."""
