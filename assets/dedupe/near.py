@@ -159,6 +159,10 @@ class NearDuplicateIndex:
     def __contains__(self, doc_id: object) -> bool:
         return doc_id in self._signatures
 
+    def ids(self) -> list[str]:
+        """The indexed document ids, in insertion order."""
+        return list(self._signatures)
+
     def __repr__(self) -> str:
         return (
             f"NearDuplicateIndex(documents={len(self)}, threshold={self.threshold}, "

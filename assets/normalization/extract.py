@@ -203,7 +203,9 @@ def _read_pdf(document: pymupdf.Document, ocr: _OcrSettings) -> Extraction:
             pages.append(Page(number=number, text=text))
             continue
         try:
-            ocr_text, confidence = _ocr_page(page, ocr.language, tessdata) if tessdata else ("", None)
+            ocr_text, confidence = (
+                _ocr_page(page, ocr.language, tessdata) if tessdata else ("", None)
+            )
         except Exception as exc:
             if _out_of_memory(exc):
                 raise
