@@ -3,16 +3,18 @@
 import hashlib
 import json
 from collections import Counter
+from dataclasses import replace
 
 import dagster as dg
 from dagster import AssetExecutionContext
 
 from assets.dataset.chunking import CHUNKER_VERSION, Chunk, chunk_pages
-from assets.dataset.generate import GENERATOR, generate_examples
+from assets.dataset.generate import GENERATOR, Example, generate_examples
 from assets.dataset.prompt import DEFAULT_SYSTEM_PROMPT
 from assets.dataset.split import SPLITS, assign_splits
-from assets.pii.screen import PiiScreener, residual_pii
+from assets.pii.screen import PiiScreener
 from assets.privacy.assets import screening_config
+from assets.privacy.screening import residual_in_paragraphs, screen_texts
 from assets.project import project_handle, stage
 from pipelines.partitions import tenant_project
 from resources.database import Database
@@ -25,6 +27,24 @@ def to_jsonl(rows: list[dict]) -> bytes:
 
 def from_jsonl(data: bytes) -> list[dict]:
     return [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+
+
+def redact_examples(made: list[Example], screener: PiiScreener) -> list[Example]:
+    """Examples whose question and answer are screened (redact policy) like the documents."""
+    screened = screen_texts([t for e in made for t in (e.question, e.answer)], "redact", screener)
+    out = []
+    for i, example in enumerate(made):
+        question, answer = screened[2 * i].text, screened[2 * i + 1].text
+        if (question, answer) == (example.question, example.answer):
+            out.append(example)
+            continue
+        messages = [dict(m) for m in example.messages]
+        messages[1]["content"] = messages[1]["content"].replace(
+            f"Question: {example.question}", f"Question: {question}"
+        )
+        messages[2]["content"] = answer
+        out.append(replace(example, question=question, answer=answer, messages=messages))
+    return out
 
 
 def dataset_version(document_hashes: list[str], system_prompt: str) -> str:
@@ -62,6 +82,12 @@ def examples(
             screened = handle.store.get_json(doc["screened_key"])
             chunks.extend(chunk_pages(doc["id"], doc["filename"], screened["pages"]))
         made = generate_examples(chunks, system_prompt=system_prompt)
+        policy = pii_screened_documents["policy"]
+        if policy == "redact":
+            # Questions and answers are new text (a line rephrased as a sentence): screen them too.
+            _, custom, _ = screening_config(handle.settings)
+            screener = PiiScreener(custom=custom)
+            made = redact_examples(made, screener)
         version = dataset_version(
             [d["sha256"] for d in docs], system_prompt + pii_screened_documents["version"]
         )
@@ -71,13 +97,10 @@ def examples(
         kinds = Counter(e.kind for e in made)
         figures.update(chunks=len(chunks), examples=len(made), dataset_version=version)
     preview = "\n".join(f"| {e.kind} | {e.question} | {e.answer[:80]} |" for e in made[:8])
-    policy = pii_screened_documents["policy"]
     residual = 0
     if policy == "redact":
-        _, custom, _ = screening_config(handle.settings)
-        residual = residual_pii(
-            [c.text for c in chunks] + [e.question + "\n" + e.answer for e in made],
-            PiiScreener(custom=custom),
+        residual = residual_in_paragraphs(
+            [c.text for c in chunks] + [t for e in made for t in (e.question, e.answer)], screener
         )
     yield dg.Output(
         {

@@ -70,6 +70,12 @@ def deduped_documents(
         for stale in [i for i in index.ids() if i not in candidates]:
             index.remove(stale)
         texts_by_id = {d["id"]: d for d in docs}
+        with handle.scope() as scope:
+            previous = {
+                d.id: (d.duplicate_of, d.similarity or 0.0)
+                for d in scope.documents(handle.project_id)
+                if d.duplicate_of and (d.similarity or 0.0) < 1.0
+            }
         by_hash: dict[str, str] = {}
         duplicates: dict[str, tuple[str, float, str]] = {}
         compared = 0
@@ -81,6 +87,11 @@ def deduped_documents(
                     index.remove(doc["id"])
                 continue
             if doc["id"] in index:
+                continue
+            earlier = previous.get(doc["id"])
+            if earlier is not None and earlier[0] in index:
+                # Found to be a near duplicate by an earlier run, and its original is still kept.
+                duplicates[doc["id"]] = (earlier[0], earlier[1], "near")
                 continue
             compared += 1
             text = _text(handle, doc)

@@ -75,6 +75,11 @@ def raw_documents(
                 if doc.status in SETTLED:
                     entries.append(_entry(doc))
                     continue
+                if _admitted(doc):
+                    # Scanned and typed by an earlier run: no need to read the file again.
+                    doc.status, doc.failure_reason = "uploaded", None
+                    entries.append(_entry(doc))
+                    continue
                 try:
                     data = handle.store.get_bytes(f"raw/{doc.sha256}")
                 except ObjectNotFound:
@@ -133,6 +138,14 @@ def raw_documents(
             "pending_scan": statuses.get("pending_scan", 0),
             "by_reason": dict(reasons),
         },
+    )
+
+
+def _admitted(doc: Document) -> bool:
+    return (
+        doc.scan_status in ("clean", "skipped")
+        and doc.detected_type is not None
+        and doc.status not in ("failed", "pending_scan", "uploaded")
     )
 
 

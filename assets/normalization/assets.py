@@ -68,6 +68,27 @@ def normalize_document(data: bytes, doc_type: str, timeout_s: float, memory_mb: 
     }
 
 
+def _low_quality(score: float, threshold: float, reasons: list[str]) -> str:
+    return (
+        f"low_quality: score {score:.2f} is under the project's threshold {threshold:.2f}: "
+        f"{'; '.join(reasons) or 'no reason given'}"
+    )
+
+
+def _cached_entry(doc) -> dict:
+    return {
+        "id": doc.id,
+        "filename": doc.filename,
+        "sha256": doc.sha256,
+        "key": f"normalized/{doc.sha256}.json",
+        "pages": doc.page_count or 0,
+        "word_count": doc.word_count or 0,
+        "text_hash": doc.text_hash,
+        "quality": doc.quality_score if doc.quality_score is not None else 0.0,
+        "language": doc.language,
+    }
+
+
 @dg.asset(partitions_def=tenant_project, group_name="normalization", kinds={"python"})
 def normalized_documents(
     context: AssetExecutionContext, db: Database, store: ObjectStoreResource, raw_documents: dict
@@ -78,8 +99,30 @@ def normalized_documents(
     threshold = float(handle.settings.get("quality_threshold", DEFAULT_QUALITY_THRESHOLD))
     entries, reused, quarantined, excluded, ocr_pages = [], 0, 0, 0, 0
     with stage(context, handle, "normalized_documents") as figures:
+        with handle.scope() as scope:
+            known = {
+                d.id: _cached_entry(d)
+                for d in scope.documents(handle.project_id)
+                if (d.meta or {}).get("normalizer") == NORMALIZER_VERSION and d.text_hash
+            }
         for raw in raw_documents["documents"]:
             if raw["status"] != "uploaded":
+                continue
+            entry = known.get(raw["id"])
+            if entry is not None:
+                # Processed by an earlier run with this normaliser: the database row has it all.
+                reused += 1
+                with handle.scope() as scope:
+                    doc = scope.document(raw["id"])
+                    if doc is not None:
+                        if entry["quality"] < threshold:
+                            reasons = (doc.meta or {}).get("quality_reasons", [])
+                            doc.status = "excluded"
+                            doc.failure_reason = _low_quality(entry["quality"], threshold, reasons)
+                            excluded += 1
+                            continue
+                        doc.status, doc.failure_reason = "ready", None
+                entries.append(entry)
                 continue
             key = f"normalized/{raw['sha256']}.json"
             cached = handle.store.get_json(key) if handle.store.exists(key) else None
@@ -122,12 +165,13 @@ def normalized_documents(
                     **(doc.meta or {}),
                     **result["metadata"],
                     "quality_reasons": quality["reasons"],
+                    "normalizer": NORMALIZER_VERSION,
+                    "ocr_pages": sum(1 for p in result["pages"] if p.get("method") == "ocr"),
                 }
                 if quality["score"] < threshold:
                     doc.status = "excluded"
-                    doc.failure_reason = (
-                        f"low_quality: score {quality['score']:.2f} is under the project's threshold "
-                        f"{threshold:.2f}: {'; '.join(quality['reasons']) or 'no reason given'}"
+                    doc.failure_reason = _low_quality(
+                        quality["score"], threshold, quality["reasons"]
                     )
                     excluded += 1
                     continue

@@ -56,7 +56,8 @@ class Extraction:
     method: str = "text"
     # title / author / created / modified when the format records them; created and
     # modified are ISO 8601 when parseable. PDF also reports unreadable_pages,
-    # ocr_pages, ocr_failed_pages and ocr_unavailable ("1" when pages needed OCR
+    # ocr_pages, ocr_failed_pages, ocr_rejected_pages (read below the confidence
+    # floor, kept as they were) and ocr_unavailable ("1" when pages needed OCR
     # that no Tesseract could do); DOCX reports header and footer.
     metadata: dict[str, str] = field(default_factory=dict)
 
@@ -133,8 +134,11 @@ def extract(
     return extraction
 
 
-# MuPDF reports a failed allocation as FzErrorSystem("malloc (N bytes) failed").
-_OUT_OF_MEMORY = re.compile(r"\b(?:malloc|calloc|realloc)\b.*\bfailed\b|out of memory", re.I)
+# MuPDF reports a failed allocation as FzErrorSystem("malloc (N bytes) failed"),
+# and a MemoryError in one of pymupdf's Python callbacks as a "Director error".
+_OUT_OF_MEMORY = re.compile(
+    r"\b(?:malloc|calloc|realloc)\b.*\bfailed\b|out of memory|\bMemoryError\b", re.I
+)
 
 
 def _out_of_memory(exc: BaseException) -> bool:
@@ -184,6 +188,7 @@ def _read_pdf(document: pymupdf.Document, ocr: _OcrSettings) -> Extraction:
     pages: list[Page] = []
     unreadable: list[int] = []
     ocr_failed: list[int] = []
+    ocr_rejected: list[int] = []
     # Looked up when the first page needs OCR; "" once found missing.
     tessdata: str | None = None
     for index in range(page_count):
@@ -211,10 +216,13 @@ def _read_pdf(document: pymupdf.Document, ocr: _OcrSettings) -> Extraction:
                 raise
             ocr_text, confidence = "", None
             ocr_failed.append(number)
-        if _OCR_WORD.search(ocr_text) and _readable_chars(ocr_text) > _readable_chars(text):
-            pages.append(Page(number, ocr_text, method="ocr", ocr_confidence=confidence))
-        else:
+        if not _OCR_WORD.search(ocr_text) or _readable_chars(ocr_text) <= _readable_chars(text):
             pages.append(Page(number=number, text=text))
+        elif confidence is not None and confidence < _OCR_MIN_CONFIDENCE:
+            pages.append(Page(number=number, text=text))
+            ocr_rejected.append(number)
+        else:
+            pages.append(Page(number, ocr_text, method="ocr", ocr_confidence=confidence))
     metadata = _pdf_metadata(document.metadata or {})
     if unreadable:
         metadata["unreadable_pages"] = _page_list(unreadable)
@@ -223,6 +231,8 @@ def _read_pdf(document: pymupdf.Document, ocr: _OcrSettings) -> Extraction:
         metadata["ocr_pages"] = _page_list(ocr_pages)
     if ocr_failed:
         metadata["ocr_failed_pages"] = _page_list(ocr_failed)
+    if ocr_rejected:
+        metadata["ocr_rejected_pages"] = _page_list(ocr_rejected)
     if tessdata == "":
         metadata["ocr_unavailable"] = "1"
     return Extraction(pages=pages, method=_pdf_method(pages), metadata=metadata)
@@ -254,6 +264,10 @@ _OCR_CONFIDENCE_TIMEOUT_S = 120
 # Tesseract reads rules, boxes and specks as "=", "|" or "~"; OCR output with
 # no word of two letters or digits is not text.
 _OCR_WORD = re.compile(r"[^\W_]{2,}")
+# Over the pdf.js corpus, photos, halftones and patterns came out as "ee tT
+# Hibs eee" at 0.05-0.41, real text (small, stamped, logos) mostly at 0.7-0.96.
+# Junk would be worse than nothing in a training set.
+_OCR_MIN_CONFIDENCE = 0.45
 
 
 def _readable_chars(text: str) -> int:
@@ -304,9 +318,10 @@ def _ocr_page(page: pymupdf.Page, language: str, tessdata: str) -> tuple[str, fl
     """OCR a whole page: its text from MuPDF's Tesseract, and a confidence.
 
     MuPDF's OCR text layer carries no confidences, so the tesseract command
-    line reads the same rendering (same resolution, same language data) at the
-    same time, and the confidence is its mean word confidence weighted by word
-    length. None when there is no tesseract binary or it fails.
+    line reads the same rendering (same resolution, language data and page
+    segmentation) at the same time, and the confidence is its mean word
+    confidence weighted by word length. None when there is no tesseract binary
+    or it fails.
     """
     dpi = _ocr_dpi(page.rect)
     with tempfile.TemporaryDirectory(prefix="privatune-ocr-") as folder:
@@ -383,7 +398,9 @@ def _tsv_confidence(tsv: str) -> float | None:
         length = len(columns[11].strip())
         weighted += min(confidence, 100.0) / 100 * length
         total += length
-    return round(weighted / total, 4) if total else None
+    # The same pixels read the same way with not one word found: MuPDF's words
+    # are unconfirmed noise.
+    return round(weighted / total, 4) if total else 0.0
 
 
 _PDF_DATE = re.compile(

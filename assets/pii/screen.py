@@ -10,11 +10,13 @@ os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 
 import re  # noqa: E402
 import threading  # noqa: E402
+import weakref  # noqa: E402
 from collections import Counter  # noqa: E402
 from collections.abc import Iterator, Mapping, Sequence  # noqa: E402
 from dataclasses import asdict, dataclass, field  # noqa: E402
 from typing import Any  # noqa: E402
 
+import numpy as np  # noqa: E402
 import regex  # noqa: E402
 import tldextract.tldextract  # noqa: E402
 from presidio_analyzer import (  # noqa: E402
@@ -24,11 +26,12 @@ from presidio_analyzer import (  # noqa: E402
     PatternRecognizer,
     RecognizerResult,
 )
-from presidio_analyzer.nlp_engine import NlpEngine, NlpEngineProvider  # noqa: E402
+from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer  # noqa: E402
+from presidio_analyzer.nlp_engine import NlpArtifacts, NlpEngine, NlpEngineProvider  # noqa: E402
 from presidio_analyzer.predefined_recognizers import PhoneRecognizer  # noqa: E402
 from presidio_anonymizer import AnonymizerEngine  # noqa: E402
 from presidio_anonymizer.entities import ConflictResolutionStrategy, OperatorConfig  # noqa: E402
-from spacy.attrs import LEMMA, LOWER  # noqa: E402
+from spacy.attrs import LEMMA, LENGTH, LOWER  # noqa: E402
 from spacy.language import Language  # noqa: E402
 from spacy.tokens import Doc  # noqa: E402
 
@@ -75,12 +78,13 @@ POLICIES = ("redact", "block", "allow")
 # spaCy treats it as a stop word.
 PHONE_CONTEXT_EXTRA = ("tel", "fax", "mob", "contact", "reach", "dial", "whatsapp", "sms")
 
-# Far below spaCy's max_length (1M by default): Presidio's context enhancer finds each finding's
-# token by walking the doc from its start, so a piece's cost grows with findings x tokens
-# (a dense 100K-character document analyses at about half the speed of the same text in 20K
-# pieces). Pieces end at paragraph boundaries where there is one.
+# Well under spaCy's max_length (1M by default). spaCy's NER needs memory in proportion to the
+# characters of a whole batch (about +500 MB for 190K characters), so batches are capped by
+# characters as well as by pieces; long pieces also leave its greedy parser few documents to
+# advance per step (100K-character pieces analyse about 30% slower than pieces of 20K or less).
 MAX_PIECE_CHARS = 20_000
-_SPLIT_SEPARATORS = ("\n\n", "\n", " ")
+BATCH_CHARS = 64_000
+_SPLIT_SEPARATORS = ("\n\n", "\n", ". ", " ")
 
 _ENTITY_TYPE_RE = re.compile(r"^[A-Z][A-Z0-9_]{1,40}$")
 PLACEHOLDER_RE = re.compile(r"<[A-Z][A-Z0-9_]*>")
@@ -213,6 +217,54 @@ def _lowercase_lemma(doc: Doc) -> Doc:
     return doc
 
 
+class _IndexedContextEnhancer(LemmaContextAwareEnhancer):
+    """Presidio's lemma context enhancer, giving the same context words, without its two linear
+    scans per finding (the walk from the document's start to the finding's token, and keyword
+    look-ups in a list), which make a document's cost grow with findings x tokens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._indexes: weakref.WeakKeyDictionary[
+            NlpArtifacts, tuple[np.ndarray, frozenset[str]]
+        ] = weakref.WeakKeyDictionary()
+
+    def _extract_surrounding_words(
+        self, nlp_artifacts: NlpArtifacts, word: str, start: int
+    ) -> list[str]:
+        tokens = nlp_artifacts.tokens
+        if not isinstance(tokens, Doc) or len(tokens) == 0:
+            return super()._extract_surrounding_words(nlp_artifacts, word, start)
+        index = self._indexes.get(nlp_artifacts)
+        if index is None:
+            token_ends = np.asarray(nlp_artifacts.tokens_indices) + tokens.to_array(LENGTH)
+            index = (token_ends, frozenset(nlp_artifacts.keywords))
+            self._indexes[nlp_artifacts] = index
+        token_ends, keywords = index
+        # The first token that ends after `start`, as Presidio's scan finds it.
+        token_index = int(np.searchsorted(token_ends, start, side="right"))
+        if token_index >= len(token_ends):
+            raise ValueError(f"Did not find word {word!r} in the list of tokens")
+        lemmas = nlp_artifacts.lemmas
+        words = _context_words(lemmas, keywords, token_index, self.context_prefix_count, -1)
+        words += _context_words(lemmas, keywords, token_index, self.context_suffix_count, 1)
+        return list(set(words))
+
+
+def _context_words(
+    lemmas: list[str], keywords: frozenset[str], index: int, n_words: int, step: int
+) -> list[str]:
+    # The finding's own token counts too, hence n_words + 1, as in Presidio.
+    words: list[str] = []
+    remaining = n_words + 1
+    while 0 <= index < len(lemmas) and remaining > 0:
+        lemma = lemmas[index].lower()
+        if lemma in keywords:
+            words.append(lemma)
+            remaining -= 1
+        index += step
+    return words
+
+
 def _trim_pipeline(nlp: Language) -> None:
     if "ner" not in nlp.component_names:
         raise RuntimeError(f"spaCy model {nlp.meta.get('name')!r} has no NER component")
@@ -241,7 +293,11 @@ def _analyzer(language: str, custom: tuple[CustomRecognizer, ...]) -> AnalyzerEn
     with _LOCK:
         analyzer = _ANALYZERS.get(key)
         if analyzer is None:
-            analyzer = AnalyzerEngine(nlp_engine=engine, supported_languages=[language])
+            analyzer = AnalyzerEngine(
+                nlp_engine=engine,
+                supported_languages=[language],
+                context_aware_enhancer=_IndexedContextEnhancer(),
+            )
             for recognizer in analyzer.registry.recognizers:
                 if isinstance(recognizer, PhoneRecognizer):
                     recognizer.context = [*recognizer.context, *PHONE_CONTEXT_EXTRA]
@@ -253,7 +309,7 @@ def _analyzer(language: str, custom: tuple[CustomRecognizer, ...]) -> AnalyzerEn
 
 def split_pieces(text: str, limit: int = MAX_PIECE_CHARS) -> list[tuple[int, str]]:
     """Cut `text` into `(offset, piece)` pairs of at most `limit` characters, preferring
-    paragraph, then line, then word boundaries so that no PII item is cut in two."""
+    paragraph, then line, sentence and word boundaries so that no PII item is cut in two."""
     pieces: list[tuple[int, str]] = []
     start = 0
     while len(text) - start > limit:
@@ -269,6 +325,26 @@ def split_pieces(text: str, limit: int = MAX_PIECE_CHARS) -> list[tuple[int, str
     if start < len(text):
         pieces.append((start, text[start:]))
     return pieces
+
+
+@dataclass(frozen=True)
+class _Piece:
+    index: int  # of the text it comes from
+    offset: int  # of its first character in that text
+    text: str
+
+
+def _batches(pieces: list[_Piece], max_pieces: int, max_chars: int) -> Iterator[list[_Piece]]:
+    batch: list[_Piece] = []
+    chars = 0
+    for piece in pieces:
+        if batch and (len(batch) >= max_pieces or chars + len(piece.text) > max_chars):
+            yield batch
+            batch, chars = [], 0
+        batch.append(piece)
+        chars += len(piece.text)
+    if batch:
+        yield batch
 
 
 class PiiScreener:
@@ -306,29 +382,35 @@ class PiiScreener:
         return self.analyze_many([text])[0]
 
     def analyze_many(self, texts: Sequence[str], batch_size: int = 64) -> list[list[Finding]]:
-        """Findings per text, in text order; spaCy runs over all texts' pieces in batches."""
-        owners: list[tuple[int, int]] = []  # (text index, piece offset), one per piece
-
-        def pieces() -> Iterator[str]:
-            for index, text in enumerate(texts):
-                for offset, piece in split_pieces(text):
-                    if piece.strip():
-                        owners.append((index, offset))
-                        yield piece
-
-        results = self._batch.analyze_iterator(
-            pieces(),
-            language=self.language,
-            batch_size=batch_size,
-            entities=list(self.entities),
-            score_threshold=self.score_threshold,
-        )
+        """Findings per text, in text order. spaCy runs over all texts' pieces together, at most
+        `batch_size` pieces and `BATCH_CHARS` characters at a time."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        pieces = [
+            _Piece(index, offset, piece)
+            for index, text in enumerate(texts)
+            for offset, piece in split_pieces(text)
+            if piece.strip()
+        ]
         findings: list[list[Finding]] = [[] for _ in texts]
-        for (index, offset), piece_results in zip(owners, results, strict=True):
-            findings[index].extend(
-                Finding(r.entity_type, r.start + offset, r.end + offset, round(r.score, 4))
-                for r in piece_results
+        for batch in _batches(pieces, batch_size, BATCH_CHARS):
+            results = self._batch.analyze_iterator(
+                [piece.text for piece in batch],
+                language=self.language,
+                batch_size=len(batch),
+                entities=list(self.entities),
+                score_threshold=self.score_threshold,
             )
+            for piece, piece_results in zip(batch, results, strict=True):
+                findings[piece.index].extend(
+                    Finding(
+                        r.entity_type,
+                        r.start + piece.offset,
+                        r.end + piece.offset,
+                        round(r.score, 4),
+                    )
+                    for r in piece_results
+                )
         for found in findings:
             found.sort(key=lambda f: (f.start, f.end, f.entity_type))
         return findings

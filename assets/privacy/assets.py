@@ -8,13 +8,14 @@ from collections import Counter
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from assets.pii.screen import CustomRecognizer, PiiScreener, apply_policy
+from assets.pii.screen import CustomRecognizer, PiiScreener
+from assets.privacy.screening import screen_texts
 from assets.project import project_handle, stage
 from pipelines.partitions import tenant_project
 from resources.database import Database
 from resources.object_store import ObjectStoreResource
 
-SCREEN_VERSION = "pii-v1"
+SCREEN_VERSION = "pii-v2"
 POLICIES = ("redact", "block", "allow")
 
 
@@ -48,24 +49,34 @@ def pii_screened_documents(
     entries, blocked, reused = [], 0, 0
     totals: Counter[str] = Counter()
     with stage(context, handle, "pii_screened_documents") as figures:
+        with handle.scope() as scope:
+            # Screened by an earlier run with this configuration: the database row has the outcome.
+            known = {
+                d.id: {"status": d.redaction_status, "summary": d.pii_summary or {}}
+                for d in scope.documents(handle.project_id)
+                if (d.meta or {}).get("screening") == version and d.redaction_status
+            }
         pending = []
         for doc in deduped_documents["documents"]:
             key = f"screened/{doc['sha256']}.json"
-            cached = handle.store.get_json(key) if handle.store.exists(key) else None
-            if cached and cached.get("version") == version:
+            cached = known.get(doc["id"])
+            if cached is not None:
                 reused += 1
                 pending.append((doc, key, cached))
             else:
                 pending.append((doc, key, None))
         fresh = [(doc, key) for doc, key, cached in pending if cached is None]
         pages_of = {doc["id"]: handle.store.get_json(doc["key"])["pages"] for doc, _ in fresh}
-        texts = [p["text"] for doc, _ in fresh for p in pages_of[doc["id"]]]
-        findings = iter(screener.analyze_many(texts))
+        outcomes = iter(
+            screen_texts(
+                [p["text"] for doc, _ in fresh for p in pages_of[doc["id"]]], policy, screener
+            )
+        )
         screened = {}
         for doc, key in fresh:
             pages, statuses, summary = [], [], Counter()
             for page in pages_of[doc["id"]]:
-                outcome = apply_policy(policy, page["text"], next(findings), screener)
+                outcome = next(outcomes)
                 pages.append({"number": page["number"], "text": outcome.text})
                 statuses.append(outcome.status)
                 summary.update(outcome.summary)
@@ -86,6 +97,7 @@ def pii_screened_documents(
                 row = scope.document(doc["id"])
                 if row is not None:
                     row.redaction_status, row.pii_summary = result["status"], result["summary"]
+                    row.meta = {**(row.meta or {}), "screening": version}
                     if result["status"] == "blocked":
                         row.status = "excluded"
                         found = ", ".join(f"{k} x{v}" for k, v in sorted(result["summary"].items()))
