@@ -99,31 +99,32 @@ def normalized_documents(
     threshold = float(handle.settings.get("quality_threshold", DEFAULT_QUALITY_THRESHOLD))
     entries, reused, quarantined, excluded, ocr_pages = [], 0, 0, 0, 0
     with stage(context, handle, "normalized_documents") as figures:
+        uploaded = [r for r in raw_documents["documents"] if r["status"] == "uploaded"]
         with handle.scope() as scope:
-            known = {
-                d.id: _cached_entry(d)
-                for d in scope.documents(handle.project_id)
-                if (d.meta or {}).get("normalizer") == NORMALIZER_VERSION and d.text_hash
-            }
-        for raw in raw_documents["documents"]:
-            if raw["status"] != "uploaded":
-                continue
-            entry = known.get(raw["id"])
-            if entry is not None:
-                # Processed by an earlier run with this normaliser: the database row has it all.
+            # Documents processed by an earlier run with this normaliser: the database row has
+            # everything downstream needs, so neither the file nor its text is read again.
+            rows = {d.id: d for d in scope.documents(handle.project_id)}
+            todo = []
+            for raw in uploaded:
+                doc = rows.get(raw["id"])
+                if (
+                    doc is None
+                    or (doc.meta or {}).get("normalizer") != NORMALIZER_VERSION
+                    or not doc.text_hash
+                ):
+                    todo.append(raw)
+                    continue
                 reused += 1
-                with handle.scope() as scope:
-                    doc = scope.document(raw["id"])
-                    if doc is not None:
-                        if entry["quality"] < threshold:
-                            reasons = (doc.meta or {}).get("quality_reasons", [])
-                            doc.status = "excluded"
-                            doc.failure_reason = _low_quality(entry["quality"], threshold, reasons)
-                            excluded += 1
-                            continue
-                        doc.status, doc.failure_reason = "ready", None
+                entry = _cached_entry(doc)
+                if entry["quality"] < threshold:
+                    reasons = (doc.meta or {}).get("quality_reasons", [])
+                    doc.status = "excluded"
+                    doc.failure_reason = _low_quality(entry["quality"], threshold, reasons)
+                    excluded += 1
+                    continue
+                doc.status, doc.failure_reason = "ready", None
                 entries.append(entry)
-                continue
+        for raw in todo:
             key = f"normalized/{raw['sha256']}.json"
             cached = handle.store.get_json(key) if handle.store.exists(key) else None
             if cached and cached.get("version") == NORMALIZER_VERSION:
@@ -190,6 +191,9 @@ def normalized_documents(
                     "language": result["language"],
                 }
             )
+        # Upload order decides which copy of a duplicate is kept downstream.
+        order = {r["id"]: i for i, r in enumerate(uploaded)}
+        entries.sort(key=lambda e: order[e["id"]])
         figures.update(
             documents=len(entries), quarantined=quarantined, excluded=excluded, reused=reused
         )

@@ -2,8 +2,9 @@
 
 Structure that later stages rely on (headings, list items, table rows) is kept
 as Markdown-like lines, so chunking can split on sections and citations can
-point at a page. Every failure a caller should act on surfaces as
-ExtractionError with a stable reason code; the corpus tests hold us to that.
+point at a page. Scanned PDF pages are OCR'd with Tesseract and say so, with a
+confidence. Every failure a caller should act on surfaces as ExtractionError
+with a stable reason code; the corpus tests hold us to that.
 """
 
 from __future__ import annotations
@@ -281,8 +282,9 @@ def _needs_ocr(page: pymupdf.Page, text: str, min_chars: int) -> bool:
         return False
     try:
         # A short text page without images (a cover, a divider) is what it seems;
-        # a page with no text at all may still show text drawn as vector paths.
-        if readable and not page.get_image_info():
+        # a page with no text at all may still show text drawn as vector paths,
+        # and one with unmapped glyphs (U+FFFD) text we cannot read otherwise.
+        if readable and "\ufffd" not in text and not page.get_image_info():
             return False
         # A blank page needs no OCR; a thumbnail tells.
         return not page.get_pixmap(dpi=20, colorspace=pymupdf.csGRAY).is_unicolor
@@ -381,7 +383,7 @@ def _finish_confidence(scoring: subprocess.Popen[bytes] | None) -> float | None:
     return _tsv_confidence(output.decode("utf-8", "replace"))
 
 
-def _tsv_confidence(tsv: str) -> float | None:
+def _tsv_confidence(tsv: str) -> float:
     """Length-weighted mean confidence (0..1) of the words in Tesseract's TSV output."""
     weighted = total = 0.0
     for line in tsv.splitlines()[1:]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 import re
@@ -118,75 +117,7 @@ def remove_repeated_lines(
     return cleaned, removed
 
 
-# --- language and document metadata -----------------------------------------------------
-
-# py3langid guesses wildly on a few words, and its normalised probabilities
-# lose precision on long inputs (0.98 on 14,000 characters of plain English
-# against 0.999 on 1,400), so long texts are judged by a few windows.
-_MIN_LANGUAGE_LETTERS = 20
-# py3langid's model also knows languages by ISO 639-3 code; these have a
-# macrolanguage with a 639-1 code. "zxx" is its "no linguistic content".
-_LANGUAGE_PARENTS = {
-    "yue": "zh",
-    "wuu": "zh",
-    "arz": "ar",
-    "ary": "ar",
-    "uzs": "uz",
-    "gug": "gn",
-    "fuv": "ff",
-    "zxx": "und",
-}
-_LANGUAGE_WINDOW = 1500
-_LANGUAGE_WINDOWS = 5
-
-
-@functools.cache
-def _language_identifier() -> Any:
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-
-
-def detect_language(text: str) -> tuple[str, float]:
-    """ISO 639-1 code of the text's main language and a probability in 0..1.
-
-    ISO 639-3 for the few languages without a 639-1 code (grc, nso, ...);
-    ("und", 0.0) when the text has too few letters to tell or is not language.
-    A text that mixes languages gets the one most of it is in, with a lower
-    probability.
-    """
-    if sum(1 for ch in text if ch.isalpha()) < _MIN_LANGUAGE_LETTERS:
-        return "und", 0.0
-    identifier = _language_identifier()
-    scores: dict[str, float] = {}
-    total = 0
-    for window in _language_windows(text):
-        letters = sum(1 for ch in window if ch.isalpha())
-        if letters < _MIN_LANGUAGE_LETTERS:
-            continue
-        language, probability = identifier.classify(window)
-        language = _LANGUAGE_PARENTS.get(language, language)
-        scores[language] = scores.get(language, 0.0) + probability * letters
-        total += letters
-    if not total:
-        return "und", 0.0
-    language = max(scores, key=scores.__getitem__)
-    if language == "und":
-        return "und", 0.0
-    return language, round(min(scores[language] / total, 1.0), 4)
-
-
-def _language_windows(text: str) -> list[str]:
-    text = " ".join(text.split())
-    if len(text) <= _LANGUAGE_WINDOW * _LANGUAGE_WINDOWS:
-        return [
-            text[start : start + _LANGUAGE_WINDOW]
-            for start in range(0, len(text), _LANGUAGE_WINDOW)
-        ]
-    step = (len(text) - _LANGUAGE_WINDOW) // (_LANGUAGE_WINDOWS - 1)
-    return [
-        text[start : start + _LANGUAGE_WINDOW] for start in range(0, step * _LANGUAGE_WINDOWS, step)
-    ]
+# --- document metadata ---------------------------------------------------------------
 
 
 def document_metadata(extraction: Extraction, pages_text: list[str]) -> dict[str, Any]:
@@ -196,6 +127,9 @@ def document_metadata(extraction: Extraction, pages_text: list[str]) -> dict[str
     removed); title, author, created and modified come from the file itself
     and are None when it does not record them.
     """
+    # Language detection lives with quality scoring, which imports this module.
+    from assets.quality.score import detect_language
+
     text = "\n\n".join(page for page in pages_text if page.strip())
     language, probability = detect_language(text)
     confidences = [

@@ -30,7 +30,7 @@ from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer 
 from presidio_analyzer.nlp_engine import NlpArtifacts, NlpEngine, NlpEngineProvider  # noqa: E402
 from presidio_analyzer.predefined_recognizers import PhoneRecognizer  # noqa: E402
 from presidio_anonymizer import AnonymizerEngine  # noqa: E402
-from presidio_anonymizer.entities import ConflictResolutionStrategy, OperatorConfig  # noqa: E402
+from presidio_anonymizer.entities import OperatorConfig  # noqa: E402
 from spacy.attrs import LEMMA, LENGTH, LOWER  # noqa: E402
 from spacy.language import Language  # noqa: E402
 from spacy.tokens import Doc  # noqa: E402
@@ -48,11 +48,12 @@ NLP_CONFIGURATION: dict[str, Any] = {
     "models": [{"lang_code": "en", "model_name": SPACY_MODEL}],
 }
 # Presidio reads only tokens, lemmas and named entities. The small model's NER has its own
-# tok2vec, so the tok2vec -> tagger/parser -> attribute_ruler -> lemmatizer chain (60% of the
-# pipeline's time) goes. The parser's one effect on NER, keeping entities inside a sentence,
-# comes from the rule-based sentencizer instead (same entities on the bench corpus), and
-# lowercase forms stand in for lemmas: Presidio matches context words as substrings of them,
-# so "phones" still supports "phone".
+# tok2vec, so the tok2vec -> tagger/parser -> attribute_ruler -> lemmatizer chain (about half
+# of the pipeline's time) goes. The parser's one effect on NER, keeping entities inside a
+# sentence, comes from the rule-based sentencizer instead (the same entities as the full
+# pipeline on the bench corpus and the sample handbook), and lowercase forms stand in for
+# lemmas: Presidio matches context words as substrings of them, so "phones" still supports
+# "phone".
 _KEPT_PIPES = ("ner",)
 
 DEFAULT_ENTITIES: tuple[str, ...] = (
@@ -370,15 +371,16 @@ class PiiScreener:
         self.entities: tuple[str, ...] = tuple(dict.fromkeys(base + extra))
         self.score_threshold = score_threshold
         self.language = language
-        self._analyzer = _analyzer(language, self.custom)
-        if language not in self._analyzer.nlp_engine.get_supported_languages():
+        if language not in nlp_engine().get_supported_languages():
             raise ValueError(f"no spaCy model is configured for language {language!r}")
+        self._analyzer = _analyzer(language, self.custom)
         unknown = set(self.entities) - set(self._analyzer.get_supported_entities(language))
         if unknown:
             raise ValueError(f"no recognizer for entities {sorted(unknown)}")
         self._batch = BatchAnalyzerEngine(analyzer_engine=self._analyzer)
 
     def analyze(self, text: str) -> list[Finding]:
+        """Findings in one text, sorted by position."""
         return self.analyze_many([text])[0]
 
     def analyze_many(self, texts: Sequence[str], batch_size: int = 64) -> list[list[Finding]]:
@@ -416,17 +418,15 @@ class PiiScreener:
         return findings
 
     def redact(self, text: str, findings: Sequence[Finding]) -> str:
-        """Replace each finding by `<ENTITY_TYPE>`; of overlapping findings the containing
-        span wins, then the higher score, and a partly overlapped one is trimmed, so every
-        character of every finding ends up inside a placeholder."""
+        """Replace each finding by `<ENTITY_TYPE>`. Presidio's anonymizer resolves overlaps
+        (same-type spans merge, a contained span yields to its container, partly overlapping
+        ones each keep a placeholder); no character of any finding survives and every other
+        character stays, in order."""
         if not findings:
             return text
         results = [RecognizerResult(f.entity_type, f.start, f.end, f.score) for f in findings]
         return _ANONYMIZER.anonymize(
-            text=text,
-            analyzer_results=results,
-            operators={"DEFAULT": OperatorConfig("replace")},
-            conflict_resolution=ConflictResolutionStrategy.REMOVE_INTERSECTIONS,
+            text=text, analyzer_results=results, operators={"DEFAULT": OperatorConfig("replace")}
         ).text
 
     @staticmethod
@@ -452,13 +452,17 @@ def apply_policy(
     return PolicyOutcome(text=screener.redact(text, findings), status="redacted", summary=summary)
 
 
-def residual_pii(texts: Sequence[str], screener: PiiScreener) -> int:
-    """Findings left in already-redacted texts, not counting those that lie wholly inside
-    `<ENTITY_TYPE>` placeholders (spaCy sometimes tags a placeholder itself)."""
-    residual = 0
+def residual_findings(texts: Sequence[str], screener: PiiScreener) -> list[list[Finding]]:
+    """Per already-redacted text, the findings not wholly inside `<ENTITY_TYPE>` placeholders
+    (a tenant's regex may match a placeholder's own letters). Redacting these as well catches
+    names that NER recognises only once the text around them has been redacted."""
+    residual: list[list[Finding]] = []
     for text, findings in zip(texts, screener.analyze_many(texts), strict=True):
-        if not findings:
-            continue
-        masked = PLACEHOLDER_RE.sub(lambda m: " " * len(m.group()), text)
-        residual += sum(1 for f in findings if re.search(r"\w", masked[f.start : f.end]))
+        masked = PLACEHOLDER_RE.sub(lambda m: " " * len(m.group()), text) if findings else text
+        residual.append([f for f in findings if re.search(r"\w", masked[f.start : f.end])])
     return residual
+
+
+def residual_pii(texts: Sequence[str], screener: PiiScreener) -> int:
+    """How many findings remain in already-redacted texts, placeholders aside."""
+    return sum(len(found) for found in residual_findings(texts, screener))
