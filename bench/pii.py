@@ -1,7 +1,7 @@
 """PII screening throughput: stock Presidio one text at a time against PiiScreener.analyze_many.
 
 Usage: .venv/bin/python -m bench.pii [--paragraphs 300] [--join 1] [--rounds 3]
-    [--pii-rate 0.25] [--seed 7]
+    [--pii-rate 0.25] [--seed 7] [--blas-threads 1|auto]
 
 Both sides look for the same entities at the same threshold. The baseline is a stock
 `AnalyzerEngine` on its own spaCy engine (full pipeline), called once per text; `batched_stock`
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import time
@@ -123,7 +124,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; best counts")
     parser.add_argument("--pii-rate", type=float, default=0.25, help="share of PII sentences")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--blas-threads",
+        default="1",
+        help="OPENBLAS_NUM_THREADS for both sides, as deployments should set it; "
+        "'auto' leaves OpenBLAS its own thread pool",
+    )
     args = parser.parse_args()
+    if args.blas_threads != "auto":
+        # Read by OpenBLAS when numpy loads, which the imports below do first.
+        os.environ["OPENBLAS_NUM_THREADS"] = args.blas_threads
     paragraphs = corpus(args.paragraphs, args.seed, args.pii_rate)
     texts = [
         "\n\n".join(paragraphs[i : i + args.join]) for i in range(0, len(paragraphs), args.join)
@@ -206,6 +216,7 @@ def main() -> None:
                 "residual_after_second_pass": sum(
                     len(f) for f in residual_findings(second_pass, screener)
                 ),
+                "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS", "auto"),
                 "import_s": round(import_s, 2),
                 "engine_load_s": round(load_s, 2),
                 "max_rss_mb_ours": rss_ours_mb,

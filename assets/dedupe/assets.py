@@ -102,8 +102,9 @@ def deduped_documents(
                 index.add(doc["id"], text)
         handle.store.put_bytes(INDEX_KEY, index.dumps())
         with handle.scope() as scope:
+            rows = {d.id: d for d in scope.documents(handle.project_id)}
             for doc in docs:
-                row = scope.document(doc["id"])
+                row = rows.get(doc["id"])
                 if row is None:
                     continue
                 if doc["id"] in duplicates:

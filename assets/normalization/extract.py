@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import functools
+import importlib
 import io
 import math
 import os
@@ -25,8 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import docx
-import pymupdf
-import trafilatura
 from bs4 import BeautifulSoup, NavigableString, Tag
 from bs4.element import PreformattedString
 from docx.opc.constants import RELATIONSHIP_TYPE as RT
@@ -34,6 +33,21 @@ from docx.table import Table
 from docx.text.paragraph import Paragraph
 
 from assets.normalization.sniff import decode_text
+
+
+class _LazyModule:
+    """A module imported on first use. Extraction workers are fresh processes, and PDF and HTML
+    libraries cost ~0.6 s to import; a worker that only ever sees text files never pays it."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(importlib.import_module(self._name), attribute)
+
+
+pymupdf: Any = _LazyModule("pymupdf")
+trafilatura: Any = _LazyModule("trafilatura")
 
 
 @dataclass(frozen=True)

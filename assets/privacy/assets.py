@@ -91,10 +91,11 @@ def pii_screened_documents(
             handle.store.put_json(key, result)
             screened[doc["id"]] = result
         with handle.scope() as scope:
+            rows = {d.id: d for d in scope.documents(handle.project_id)}
             for doc, key, cached in pending:
                 result = cached or screened[doc["id"]]
                 totals.update(result["summary"])
-                row = scope.document(doc["id"])
+                row = rows.get(doc["id"])
                 if row is not None:
                     row.redaction_status, row.pii_summary = result["status"], result["summary"]
                     row.meta = {**(row.meta or {}), "screening": version}

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -36,6 +37,17 @@ PII_SENTENCE = (
     "Contact Sarah Connor at sarah.connor@example.com or phone +44 20 7946 0958 "
     "about the 2024 budget."
 )
+STOCK_TEXTS = [
+    PII_SENTENCE,
+    "The case was escalated by Chen Nguyen. Reimbursement was sent to the bank.",
+    "Her phone in the London office is +44 20 7946 0958.",
+    "James Okafor's mobile number is 07700 900461 and his manager is Emma Walsh.\n\n"
+    "The call on 020 7946 0321 went unanswered. Reimburse IBAN GB82 WEST 1234 5698 7654 32.",
+    " ".join(
+        f"Case {i}: {name} can be reached by phone on +1 415 555 01{i:02d}."
+        for i, name in enumerate(["Liam Garcia", "Fatima Ito", "Chen Nguyen"] * 12)
+    ),
+]
 FILLER = "The quarterly report is due at the end of each month and goes to the finance team.\n\n"
 
 
@@ -362,19 +374,8 @@ def test_same_findings_as_stock_presidio(screener: PiiScreener) -> None:
     for recognizer in stock.registry.recognizers:
         if isinstance(recognizer, PhoneRecognizer):
             recognizer.context = [*recognizer.context, *PHONE_CONTEXT_EXTRA]
-    texts = [
-        PII_SENTENCE,
-        "The case was escalated by Chen Nguyen. Reimbursement was sent to the bank.",
-        "Her phone in the London office is +44 20 7946 0958.",
-        "James Okafor's mobile number is 07700 900461 and his manager is Emma Walsh.\n\n"
-        "The call on 020 7946 0321 went unanswered. Reimburse IBAN GB82 WEST 1234 5698 7654 32.",
-        " ".join(
-            f"Case {i}: {name} can be reached by phone on +1 415 555 01{i:02d}."
-            for i, name in enumerate(["Liam Garcia", "Fatima Ito", "Chen Nguyen"] * 12)
-        ),
-    ]
     entities = list(PiiScreener().entities)
-    for text in texts:
+    for text in STOCK_TEXTS:
         theirs = stock.analyze(text, language="en", entities=entities, score_threshold=0.5)
         assert {(f.entity_type, f.start, f.end, f.score) for f in PiiScreener().analyze(text)} == {
             (r.entity_type, r.start, r.end, round(r.score, 4)) for r in theirs
@@ -432,6 +433,36 @@ def test_residual_pii_ignores_matches_inside_placeholders() -> None:
     codes = PiiScreener(custom=[CustomRecognizer("codes", "PROJECT_CODE", r"\bPERSON\b")])
     assert residual_pii(["Approved by <PERSON> today."], codes) == 0
     assert residual_pii(["Approved by PERSON today."], codes) == 1
+
+
+def test_single_threaded_openblas_path_finds_the_same(screener: PiiScreener) -> None:
+    # With OPENBLAS_NUM_THREADS=1 the NER runs on numpy's matrix products instead of blis.
+    script = textwrap.dedent(
+        """
+        import json
+        import sys
+
+        from assets.pii.screen import PiiScreener, nlp_engine
+
+        ner = nlp_engine().nlp["en"].get_pipe("ner")
+        assert not any(node.ops.use_blis for node in ner.model.walk())
+        found = PiiScreener().analyze_many(json.load(sys.stdin))
+        print(json.dumps([[f.to_dict() for f in texts] for texts in found]))
+        """
+    )
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        input=json.dumps(STOCK_TEXTS),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = [[f.to_dict() for f in texts] for texts in PiiScreener().analyze_many(STOCK_TEXTS)]
+    assert json.loads(result.stdout) == expected
 
 
 def test_no_network_access_for_email_validation(tmp_path: Path) -> None:
