@@ -30,7 +30,7 @@ def validate_settings(settings: schemas.ProjectSettings) -> dict:
         if values.get(name) is not None and not 0.0 <= values[name] <= 1.0:
             raise BadRequest(f"settings.{name} must be between 0 and 1", code="invalid_settings")
     if values.get("pii_recognizers"):
-        from assets.pii.screen import CustomRecognizer
+        from assets.pii.recognizers import CustomRecognizer
 
         for recognizer in values["pii_recognizers"]:
             try:

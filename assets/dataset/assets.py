@@ -4,6 +4,7 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import replace
+from typing import Any
 
 import dagster as dg
 from dagster import AssetExecutionContext
@@ -12,7 +13,6 @@ from assets.dataset.chunking import CHUNKER_VERSION, Chunk, chunk_pages
 from assets.dataset.generate import GENERATOR, Example, generate_examples
 from assets.dataset.prompt import DEFAULT_SYSTEM_PROMPT
 from assets.dataset.split import SPLITS, assign_splits
-from assets.pii.screen import PiiScreener
 from assets.privacy.assets import screening_config
 from assets.privacy.screening import residual_in_paragraphs, screen_texts
 from assets.project import project_handle, stage
@@ -29,7 +29,7 @@ def from_jsonl(data: bytes) -> list[dict]:
     return [json.loads(line) for line in data.decode().splitlines() if line.strip()]
 
 
-def redact_examples(made: list[Example], screener: PiiScreener) -> list[Example]:
+def redact_examples(made: list[Example], screener: Any) -> list[Example]:
     """Examples whose question and answer are screened (redact policy) like the documents."""
     screened = screen_texts([t for e in made for t in (e.question, e.answer)], "redact", screener)
     out = []
@@ -85,6 +85,8 @@ def examples(
         policy = pii_screened_documents["policy"]
         if policy == "redact":
             # Questions and answers are new text (a line rephrased as a sentence): screen them too.
+            from assets.pii.screen import PiiScreener
+
             _, custom, _ = screening_config(handle.settings)
             screener = PiiScreener(custom=custom)
             made = redact_examples(made, screener)

@@ -13,11 +13,10 @@ import threading  # noqa: E402
 import weakref  # noqa: E402
 from collections import Counter  # noqa: E402
 from collections.abc import Iterator, Mapping, Sequence  # noqa: E402
-from dataclasses import asdict, dataclass, field  # noqa: E402
+from dataclasses import asdict, dataclass  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-import regex  # noqa: E402
 import tldextract.tldextract  # noqa: E402
 from presidio_analyzer import (  # noqa: E402
     AnalyzerEngine,
@@ -35,6 +34,8 @@ from spacy.attrs import LEMMA, LENGTH, LOWER  # noqa: E402
 from spacy.language import Language  # noqa: E402
 from spacy.tokens import Doc  # noqa: E402
 from thinc.backends.numpy_ops import NumpyOps  # noqa: E402
+
+from assets.pii.recognizers import CustomRecognizer  # noqa: E402
 
 if (
     not os.environ["TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS"].strip()
@@ -80,18 +81,15 @@ POLICIES = ("redact", "block", "allow")
 # spaCy treats it as a stop word.
 PHONE_CONTEXT_EXTRA = ("tel", "fax", "mob", "contact", "reach", "dial", "whatsapp", "sms")
 
-# Well under spaCy's max_length (1M by default). spaCy's NER needs memory in proportion to the
-# characters of a whole batch (about +500 MB for 190K characters), so batches are capped by
-# characters as well as by pieces; long pieces also leave its greedy parser few documents to
-# advance per step (100K-character pieces analyse about 30% slower than pieces of 20K or less).
+# Well under spaCy's max_length (1M by default). Its NER takes memory in proportion to a
+# batch's characters (about +500 MB for a 190K-character batch), so a batch holds at most
+# BATCH_CHARS, several pieces at a time; 100K-character pieces also analysed ~30% slower.
 MAX_PIECE_CHARS = 20_000
 BATCH_CHARS = 64_000
 _SPLIT_SEPARATORS = ("\n\n", "\n", ". ", " ")
 
-_ENTITY_TYPE_RE = re.compile(r"^[A-Z][A-Z0-9_]{1,40}$")
 PLACEHOLDER_RE = re.compile(r"<[A-Z][A-Z0-9_]*>")
 # The flags Presidio compiles pattern recognizers with.
-_PRESIDIO_REGEX_FLAGS = regex.DOTALL | regex.MULTILINE | regex.IGNORECASE
 
 
 @dataclass(frozen=True)
@@ -113,88 +111,6 @@ class Finding:
             start=int(data["start"]),
             end=int(data["end"]),
             score=float(data["score"]),
-        )
-
-
-@dataclass(frozen=True)
-class CustomRecognizer:
-    """A tenant-defined regex recognizer; matched case-insensitively, as Presidio does, and
-    boosted when one of the `context` words is near the match."""
-
-    name: str
-    entity_type: str
-    pattern: str
-    score: float = 0.85
-    context: tuple[str, ...] = field(default=())
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """Raise ValueError when the recognizer could not be used as given."""
-        if not self.name.strip():
-            raise ValueError("custom recognizer needs a non-empty name")
-        if not _ENTITY_TYPE_RE.match(self.entity_type):
-            raise ValueError(
-                f"custom recognizer {self.name!r}: entity_type {self.entity_type!r} must be "
-                "2-41 characters of A-Z, 0-9 and _, starting with a letter (e.g. EMPLOYEE_ID)"
-            )
-        if not 0.0 < self.score <= 1.0:
-            raise ValueError(
-                f"custom recognizer {self.name!r}: score {self.score} must be in (0, 1]"
-            )
-        try:
-            compiled = regex.compile(self.pattern, flags=_PRESIDIO_REGEX_FLAGS)
-        except (regex.error, TypeError) as exc:
-            raise ValueError(
-                f"custom recognizer {self.name!r}: invalid regex {self.pattern!r}: {exc}"
-            ) from exc
-        if compiled.fullmatch("") is not None:
-            raise ValueError(
-                f"custom recognizer {self.name!r}: regex {self.pattern!r} matches the empty string"
-            )
-        if not all(isinstance(word, str) and word.strip() for word in self.context):
-            raise ValueError(
-                f"custom recognizer {self.name!r}: context must be a list of non-empty words"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "context": list(self.context)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CustomRecognizer:
-        """Build and validate a recognizer from its JSON form; ValueError on bad input."""
-        allowed = {"name", "entity_type", "pattern", "score", "context"}
-        missing = {"name", "entity_type", "pattern"} - data.keys()
-        if missing:
-            raise ValueError(f"custom recognizer lacks {', '.join(sorted(missing))}")
-        unknown = data.keys() - allowed
-        if unknown:
-            raise ValueError(f"custom recognizer has unknown keys {', '.join(sorted(unknown))}")
-        context = data.get("context") or ()
-        if isinstance(context, str):
-            raise ValueError("custom recognizer context must be a list of words, not a string")
-        try:
-            score = float(data.get("score", 0.85))
-        except (TypeError, ValueError) as exc:
-            raise ValueError(
-                f"custom recognizer score {data.get('score')!r} is not a number"
-            ) from exc
-        return cls(
-            name=str(data["name"]),
-            entity_type=str(data["entity_type"]),
-            pattern=str(data["pattern"]),
-            score=score,
-            context=tuple(str(word) for word in context),
-        )
-
-    def to_presidio(self, language: str) -> PatternRecognizer:
-        return PatternRecognizer(
-            supported_entity=self.entity_type,
-            name=self.name,
-            patterns=[Pattern(name=self.name, regex=self.pattern, score=self.score)],
-            context=list(self.context) or None,
-            supported_language=language,
         )
 
 
@@ -301,6 +217,16 @@ def nlp_engine() -> NlpEngine:
         return _NLP_ENGINE
 
 
+def _to_presidio(recognizer: CustomRecognizer, language: str) -> PatternRecognizer:
+    return PatternRecognizer(
+        supported_entity=recognizer.entity_type,
+        name=recognizer.name,
+        patterns=[Pattern(name=recognizer.name, regex=recognizer.pattern, score=recognizer.score)],
+        context=list(recognizer.context) or None,
+        supported_language=language,
+    )
+
+
 def _analyzer(language: str, custom: tuple[CustomRecognizer, ...]) -> AnalyzerEngine:
     engine = nlp_engine()
     key = (language, custom)
@@ -316,7 +242,7 @@ def _analyzer(language: str, custom: tuple[CustomRecognizer, ...]) -> AnalyzerEn
                 if isinstance(recognizer, PhoneRecognizer):
                     recognizer.context = [*recognizer.context, *PHONE_CONTEXT_EXTRA]
             for recognizer in custom:
-                analyzer.registry.add_recognizer(recognizer.to_presidio(language))
+                analyzer.registry.add_recognizer(_to_presidio(recognizer, language))
             _ANALYZERS[key] = analyzer
         return analyzer
 

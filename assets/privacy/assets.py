@@ -8,7 +8,7 @@ from collections import Counter
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from assets.pii.screen import CustomRecognizer, PiiScreener
+from assets.pii.recognizers import CustomRecognizer
 from assets.privacy.screening import screen_texts
 from assets.project import project_handle, stage
 from pipelines.partitions import tenant_project
@@ -45,7 +45,6 @@ def pii_screened_documents(
     """Personal data per document (Presidio + the project's own regex recognisers): redacted with typed placeholders, blocking the document, or allowed, by the project's policy."""
     handle = project_handle(context, db, store)
     policy, custom, version = screening_config(handle.settings)
-    screener = PiiScreener(custom=custom)
     entries, blocked, reused = [], 0, 0
     totals: Counter[str] = Counter()
     with stage(context, handle, "pii_screened_documents") as figures:
@@ -66,6 +65,11 @@ def pii_screened_documents(
             else:
                 pending.append((doc, key, None))
         fresh = [(doc, key) for doc, key, cached in pending if cached is None]
+        screener = None
+        if fresh:
+            from assets.pii.screen import PiiScreener
+
+            screener = PiiScreener(custom=custom)
         pages_of = {doc["id"]: handle.store.get_json(doc["key"])["pages"] for doc, _ in fresh}
         outcomes = iter(
             screen_texts(

@@ -11,8 +11,10 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from assets.pii.screen import PiiScreener, apply_policy, residual_pii
+if TYPE_CHECKING:  # Presidio (and, through it, transformers) is imported only when screening runs.
+    from assets.pii.screen import PiiScreener
 
 _PARAGRAPH_BREAK = re.compile(r"(\n\s*\n)")
 MAX_PASSES = 3
@@ -33,6 +35,8 @@ def paragraphs(text: str) -> list[str]:
 def screen_texts(texts: Sequence[str], policy: str, screener: PiiScreener) -> list[Screened]:
     """Apply the policy to each text, paragraph by paragraph; under `redact`, analyse the
     redacted paragraphs again (at most MAX_PASSES times) until nothing more is found."""
+    from assets.pii.screen import apply_policy
+
     units: list[tuple[int, int, str]] = []  # (text index, part index, paragraph)
     parts_of: list[list[str]] = []
     for t, text in enumerate(texts):
@@ -64,6 +68,8 @@ def screen_texts(texts: Sequence[str], policy: str, screener: PiiScreener) -> li
 
 def residual_in_paragraphs(texts: Sequence[str], screener: PiiScreener) -> int:
     """PII findings left in texts, analysed in the same paragraph units they were screened in."""
+    from assets.pii.screen import residual_pii
+
     units = [
         part
         for text in texts
