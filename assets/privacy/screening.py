@@ -35,6 +35,8 @@ def paragraphs(text: str) -> list[str]:
 def screen_texts(texts: Sequence[str], policy: str, screener: PiiScreener) -> list[Screened]:
     """Apply the policy to each text, paragraph by paragraph; under `redact`, analyse the
     redacted paragraphs again (at most MAX_PASSES times) until nothing more is found."""
+    if not texts:
+        return []
     from assets.pii.screen import apply_policy
 
     units: list[tuple[int, int, str]] = []  # (text index, part index, paragraph)
