@@ -9,12 +9,25 @@ import os
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 
 import re  # noqa: E402
+import sys  # noqa: E402
 import threading  # noqa: E402
 import weakref  # noqa: E402
 from collections import Counter  # noqa: E402
 from collections.abc import Iterator, Mapping, Sequence  # noqa: E402
 from dataclasses import asdict, dataclass  # noqa: E402
 from typing import Any  # noqa: E402
+
+# Presidio's package imports its transformers NLP engine, which imports transformers (~2 s)
+# unless that import fails; we use the spaCy engine only. Make it fail, just for this import,
+# when nothing has loaded transformers yet, and let later imports of transformers work.
+_hide_transformers = "transformers" not in sys.modules
+if _hide_transformers:
+    sys.modules["transformers"] = None  # type: ignore[assignment]
+try:
+    import presidio_analyzer  # noqa: E402, F401
+finally:
+    if _hide_transformers:
+        del sys.modules["transformers"]
 
 import numpy as np  # noqa: E402
 import tldextract.tldextract  # noqa: E402
