@@ -81,7 +81,7 @@ class Settings:
     auto_migrate: bool = True
     """PRIVATUNE_AUTO_MIGRATE: apply Alembic migrations when the API starts."""
 
-    train_steps: int = 20
+    train_steps: int = 40
     """PRIVATUNE_TRAIN_STEPS: default optimisation steps of the LoRA trainer."""
 
     eval_max_questions: int = 24
@@ -141,7 +141,7 @@ def get_settings() -> Settings:
         admin_token=_env("PRIVATUNE_ADMIN_TOKEN"),
         max_upload_bytes=_env_int("PRIVATUNE_MAX_UPLOAD_BYTES", 100 * 1024 * 1024),
         auto_migrate=_env_bool("PRIVATUNE_AUTO_MIGRATE", True),
-        train_steps=_env_int("PRIVATUNE_TRAIN_STEPS", 20),
+        train_steps=_env_int("PRIVATUNE_TRAIN_STEPS", 40),
         eval_max_questions=_env_int("PRIVATUNE_EVAL_MAX_QUESTIONS", 24),
         clamd=_env("PRIVATUNE_CLAMD"),
         scan_required=_env_bool("PRIVATUNE_SCAN_REQUIRED", True),

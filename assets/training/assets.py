@@ -26,7 +26,7 @@ class AdapterConfig(dg.Config):
     )
     batch_size: int = Field(default=4, description="Examples per step.")
     learning_rate: float = Field(
-        default=3e-4, description="Peak AdamW learning rate (cosine decay)."
+        default=5e-4, description="Peak AdamW learning rate (cosine decay)."
     )
     rank: int = Field(default=8, description="LoRA rank r.")
     alpha: int = Field(default=16, description="LoRA alpha.")

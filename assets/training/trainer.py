@@ -17,7 +17,7 @@ TRAINER_VERSION = "peft-loop-v1"
 class TrainParams:
     max_steps: int = 30
     batch_size: int = 4
-    learning_rate: float = 3e-4
+    learning_rate: float = 5e-4
     rank: int = 8
     alpha: int = 16
     dropout: float = 0.05
@@ -164,10 +164,10 @@ def train_lora(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss))
+        losses.append(loss.item())
         tokens += int(batch["attention_mask"].sum())
         if on_step is not None:
-            on_step(step + 1, float(loss), lr_at(step))
+            on_step(step + 1, losses[-1], lr_at(step))
     seconds = time.perf_counter() - started
     validation_loss = _mean_loss(model, val, pad_id, params.batch_size)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ def test_defaults_live_under_privatune_home() -> None:
     assert settings.admin_token == ""
     assert settings.max_upload_bytes == 100 * 1024 * 1024
     assert settings.auto_migrate is True
-    assert settings.train_steps == 20
+    assert settings.train_steps == 40
     assert settings.eval_max_questions == 24
     assert settings.model_cache == Path(os.environ["PRIVATUNE_MODEL_CACHE"])
 
@@ -32,7 +32,7 @@ def test_settings_are_cached_until_cleared(monkeypatch: pytest.MonkeyPatch) -> N
     first = get_settings()
     assert get_settings() is first
     monkeypatch.setenv("PRIVATUNE_TRAIN_STEPS", "7")
-    assert get_settings().train_steps == 20  # cached
+    assert get_settings().train_steps == 40  # cached
     get_settings.cache_clear()
     assert get_settings().train_steps == 7
 
