@@ -55,6 +55,14 @@ def refresh(scope: TenantScope, run: Run, orchestrator: DagsterOrchestrator) -> 
             )
 
 
+def _run(scope: TenantScope, project: str, run_id: str) -> Run:
+    row = get_project(scope, project)
+    run = scope.run(run_id)
+    if run is None or run.project_id != row.id:
+        raise NotFound(f"run {run_id} not found in project {project}", code="run_not_found")
+    return run
+
+
 class RunController(Controller):
     path = "/v1/projects/{project:str}/runs"
     tags = ["runs"]
@@ -129,10 +137,7 @@ class RunController(Controller):
         """The run's status (refreshed from Dagster) and its event timeline."""
         with db.session() as session:
             scope = TenantScope(session, principal.tenant_id)
-            row = get_project(scope, project)
-            run = scope.run(run_id)
-            if run is None or run.project_id != row.id:
-                raise NotFound(f"run {run_id} not found in project {project}", code="run_not_found")
+            run = _run(scope, project, run_id)
             refresh(scope, run, orchestrator)
             return views.run(run, list(scope.run_events(run.id)))
 
@@ -148,10 +153,7 @@ class RunController(Controller):
         """Ask Dagster to terminate the run."""
         with db.session() as session:
             scope = TenantScope(session, principal.tenant_id)
-            row = get_project(scope, project)
-            run = scope.run(run_id)
-            if run is None or run.project_id != row.id:
-                raise NotFound(f"run {run_id} not found in project {project}", code="run_not_found")
+            run = _run(scope, project, run_id)
             if run.status in TERMINAL:
                 raise Conflict(f"run {run_id} already {run.status}", code="run_finished")
             if run.dagster_run_id:
