@@ -17,17 +17,20 @@ from collections.abc import Iterator, Mapping, Sequence  # noqa: E402
 from dataclasses import asdict, dataclass  # noqa: E402
 from typing import Any  # noqa: E402
 
-# Presidio's package imports its transformers NLP engine, which imports transformers (~2 s)
-# unless that import fails; we use the spaCy engine only. Make it fail, just for this import,
-# when nothing has loaded transformers yet, and let later imports of transformers work.
-_hide_transformers = "transformers" not in sys.modules
-if _hide_transformers:
-    sys.modules["transformers"] = None  # type: ignore[assignment]
+# Presidio's package imports its transformers NLP engine, and spaCy's thinc imports torch;
+# both are optional there (guarded imports) and cost ~2.5 s that a screening-only run would
+# pay. We use the spaCy CNN pipeline only, so make those imports fail just while Presidio
+# and spaCy load, when nothing has loaded them yet; later imports of torch and transformers
+# (training, serving) work as usual.
+_hidden = [name for name in ("transformers", "torch") if name not in sys.modules]
+for _name in _hidden:
+    sys.modules[_name] = None  # type: ignore[assignment]
 try:
     import presidio_analyzer  # noqa: E402, F401
+    import spacy  # noqa: E402, F401
 finally:
-    if _hide_transformers:
-        del sys.modules["transformers"]
+    for _name in _hidden:
+        del sys.modules[_name]
 
 import numpy as np  # noqa: E402
 import tldextract.tldextract  # noqa: E402
