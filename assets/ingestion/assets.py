@@ -9,6 +9,7 @@ from dagster import AssetExecutionContext
 from assets.ingestion.admission import admission_problem
 from assets.normalization.sniff import sniff_type
 from assets.project import project_handle, stage
+from assets.warmup import prewarm
 from pipelines.partitions import tenant_project
 from resources.antivirus import Antivirus, ScannerUnavailable
 from resources.database import Database
@@ -92,6 +93,7 @@ def raw_documents(
                     )
                     entries.append(_entry(doc))
                     continue
+                prewarm()  # a new document: its text will need the language model and Presidio
                 stop = _scan(doc, data, antivirus)
                 if stop == "quarantined":
                     scope.audit(

@@ -16,6 +16,7 @@ from assets.normalization.normalize import (
 )
 from assets.project import project_handle, stage
 from assets.quality.score import detect_language, score_document
+from assets.warmup import prewarm
 from pipelines.partitions import tenant_project
 from resources.database import Database
 from resources.object_store import ObjectStoreResource
@@ -124,6 +125,8 @@ def normalized_documents(
                     continue
                 doc.status, doc.failure_reason = "ready", None
                 entries.append(entry)
+        if todo:
+            prewarm()
         for raw in todo:
             key = f"normalized/{raw['sha256']}.json"
             cached = handle.store.get_json(key) if handle.store.exists(key) else None
