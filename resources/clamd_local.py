@@ -58,12 +58,13 @@ def _answers_ping(socket_path: Path) -> bool:
         return False
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT_S) -> None:
+    """Terminate a child, then kill it if it has not gone after `timeout` seconds."""
     if proc.poll() is not None:
         return
     proc.terminate()
     try:
-        proc.wait(timeout=STOP_TIMEOUT_S)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
@@ -134,7 +135,7 @@ def start_clamd(
             log_path=log_path,
         )
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def _logs(tmp: Path, log_path: Path) -> str:

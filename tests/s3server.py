@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from resources.clamd_local import stop_process
+
 STARTUP_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 5.0
 
@@ -51,17 +53,6 @@ def _accepts(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @contextmanager
@@ -119,4 +110,4 @@ def start_nanio(
             data_dir=data_dir,
         )
     finally:
-        _stop(proc)
+        stop_process(proc, STOP_TIMEOUT_S)
