@@ -18,6 +18,7 @@ from resources.object_store import ObjectStoreResource, ProjectStore
 from resources.repository import TenantScope, create_tenant
 from resources.tables import Deployment, Document, RunEvent
 from tests.conftest import BAD_SAMPLES, ROOT, sample_files, sha256
+from tests.integration.test_definitions import SPINE
 
 pytestmark = pytest.mark.slow
 
@@ -107,20 +108,7 @@ def test_whole_graph_on_postgres_and_s3(
         },
     )
     assert result.success
-    assert set(defs.resolve_asset_graph().get_all_asset_keys()) == {
-        dg.AssetKey(k)
-        for k in (
-            "raw_documents",
-            "normalized_documents",
-            "deduped_documents",
-            "pii_screened_documents",
-            "examples",
-            "splits",
-            "adapter",
-            "eval_report",
-            "deployment_package",
-        )
-    }
+    assert set(defs.resolve_asset_graph().get_all_asset_keys()) == {dg.AssetKey(k) for k in SPINE}
 
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks["no_document_in_two_splits"] is True
@@ -143,17 +131,7 @@ def test_whole_graph_on_postgres_and_s3(
         stages = [
             e.stage for e in session.query(RunEvent).filter(RunEvent.kind == "stage_finished")
         ]
-        assert stages == [
-            "raw_documents",
-            "normalized_documents",
-            "deduped_documents",
-            "pii_screened_documents",
-            "examples",
-            "splits",
-            "adapter",
-            "eval_report",
-            "deployment_package",
-        ]
+        assert stages == SPINE
 
     pstore: ProjectStore = store.project("acme", "handbook")
     manifest = pstore.get_json(deployment.manifest_key)
