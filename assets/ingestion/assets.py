@@ -93,7 +93,6 @@ def raw_documents(
                     )
                     entries.append(_entry(doc))
                     continue
-                prewarm()  # a new document: its text will need the language model and Presidio
                 stop = _scan(doc, data, antivirus)
                 if stop == "quarantined":
                     scope.audit(
@@ -110,6 +109,9 @@ def raw_documents(
                     scope.audit("dagster", "document.quarantined", doc.id, {"reason": problem})
                 else:
                     doc.status, doc.failure_reason = "uploaded", None
+                    # A new document to extract: its text will need the language model and
+                    # Presidio (nothing to load for one that is quarantined).
+                    prewarm()
                 entries.append(_entry(doc))
         statuses = Counter(e["status"] for e in entries)
         held = [e for e in entries if e["status"] in ("quarantined", "pending_scan", "failed")]

@@ -19,35 +19,59 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import docx
-from bs4 import BeautifulSoup, NavigableString, Tag
-from bs4.element import PreformattedString
-from docx.opc.constants import RELATIONSHIP_TYPE as RT
-from docx.table import Table
-from docx.text.paragraph import Paragraph
+from typing import TYPE_CHECKING, Any
 
 from assets.normalization.sniff import decode_text
 
+if TYPE_CHECKING:
+    from bs4 import BeautifulSoup, Tag
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
 
 class _LazyModule:
-    """A module imported on first use. Extraction workers are fresh processes, and PDF and HTML
-    libraries cost ~0.6 s to import; a worker that only ever sees text files never pays it."""
+    """A module imported on first use. Extraction workers are fresh processes, and the PDF,
+    HTML and DOCX libraries cost ~0.3 s to import; a worker that only ever sees text files never
+    pays it, nor does the run's own process, which imports this module for its types."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, load: Callable[[], Any] | None = None) -> None:
         self._name = name
+        self._load = load or functools.partial(importlib.import_module, name)
 
     def __getattr__(self, attribute: str) -> Any:
-        return getattr(importlib.import_module(self._name), attribute)
+        return getattr(self._load(), attribute)
 
 
-pymupdf: Any = _LazyModule("pymupdf")
+# PyMuPDF imports its optional layout analyser (ONNX models, loaded at import) and pymupdf4llm
+# when they are installed: ~0.75 s of the ~0.85 s `import pymupdf` costs. Only Page.get_layout
+# and the Markdown export use them; text extraction (get_text, OCR) never does.
+_PYMUPDF_OPTIONAL = ("pymupdf.layout", "pymupdf4llm")
+
+
+@functools.cache
+def load_pymupdf() -> Any:
+    """pymupdf, imported without its layout analyser and pymupdf4llm when nothing has loaded
+    them yet (imports of them later work as usual)."""
+    if "pymupdf" in sys.modules:
+        return sys.modules["pymupdf"]
+    hidden = [name for name in _PYMUPDF_OPTIONAL if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        return importlib.import_module("pymupdf")
+    finally:
+        for name in hidden:
+            del sys.modules[name]
+
+
+pymupdf: Any = _LazyModule("pymupdf", load_pymupdf)
 trafilatura: Any = _LazyModule("trafilatura")
+docx: Any = _LazyModule("docx")
 
 
 @dataclass(frozen=True)
@@ -566,6 +590,8 @@ def _docx_headers_footers(document: Any) -> dict[str, str]:
 
 
 def _docx_blocks(content: Iterable[Paragraph | Table]) -> Iterable[_Block]:
+    from docx.table import Table
+
     for item in content:
         if isinstance(item, Table):
             rows = [_docx_row_cells(row, header=index == 0) for index, row in enumerate(item.rows)]
@@ -613,6 +639,8 @@ def _docx_is_numbered(paragraph: Paragraph) -> bool:
 def _docx_metadata(document: Any) -> dict[str, str]:
     # python-docx invents core properties (title "Word Document", modified now)
     # when the package has none; report only what the file itself records.
+    from docx.opc.constants import RELATIONSHIP_TYPE as RT
+
     try:
         document.part.package.part_related_by(RT.CORE_PROPERTIES)
     except KeyError:
@@ -662,6 +690,8 @@ _HTML_MIN_MAIN_WORDS = 50
 
 
 def _extract_html(data: bytes) -> Extraction:
+    from bs4 import BeautifulSoup
+
     # Bytes, not decoded text, so BeautifulSoup can honour <meta charset>.
     soup = BeautifulSoup(data, "lxml")
     metadata: dict[str, str] = {}
@@ -701,6 +731,8 @@ def _html_main_content(soup: BeautifulSoup) -> str | None:
         return None
     if not html:
         return None
+    from bs4 import BeautifulSoup
+
     renderer = _HtmlRenderer()
     body = BeautifulSoup(html, "lxml").body
     if body is None:
@@ -715,6 +747,8 @@ def _html_main_content(soup: BeautifulSoup) -> str | None:
 
 def _html_render_semantic(soup: BeautifulSoup) -> str:
     """The page's <main>, its top-level <article>s, or else its body, rendered."""
+    from bs4 import Tag
+
     roots: list[Tag] = []
     main = soup.find("main")
     if isinstance(main, Tag):
@@ -773,6 +807,9 @@ class _HtmlRenderer:
             self.blocks.append(("paragraph", text))
 
     def walk(self, root: Tag) -> None:
+        from bs4 import NavigableString, Tag
+        from bs4.element import PreformattedString
+
         # An explicit stack, not recursion: hostile pages nest thousands deep.
         stack: list[tuple[bool, Any]] = [(False, child) for child in reversed(root.contents)]
         while stack:

@@ -3,15 +3,25 @@ confidence and language, each a factor in [0, 1] with a sentence saying what was
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import lzma
+import os
 import re
+import shutil
+import tempfile
+import threading
+from array import array
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from pathlib import Path
 
-from py3langid.langid import MODEL_FILE, LanguageIdentifier
+import numpy as np
+from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
 
 from assets.normalization.normalize import word_count
+from resources.settings import get_settings
 
 MIN_WORDS = 30
 # (bad, good) bounds of each signal: at `good` or better a factor is 1.0, at `bad` or
@@ -199,11 +209,71 @@ def _primary_subtag(code: str) -> str:
     return re.split(r"[-_]", code.strip().lower(), maxsplit=1)[0]
 
 
-@cache
+_identifier_lock = threading.Lock()
+_identifier_instance: LanguageIdentifier | None = None
+
+
 def _identifier() -> LanguageIdentifier:
     # A private instance with normalised probabilities; py3langid's module-level one
-    # returns log-probabilities and is shared, mutable state.
+    # returns log-probabilities and is shared, mutable state. Loaded under a lock: a caller
+    # waits for a load in progress (assets/warmup.py starts one in the background) instead
+    # of loading the model a second time beside it.
+    global _identifier_instance
+    with _identifier_lock:
+        if _identifier_instance is None:
+            _identifier_instance = load_identifier(get_settings().model_cache / "py3langid")
+        return _identifier_instance
+
+
+def load_identifier(cache_dir: Path | None = None) -> LanguageIdentifier:
+    """py3langid's model, giving normalised probabilities. The packaged model is LZMA-compressed
+    and takes ~0.3 s to decompress, in every process that detects a language; with a
+    `cache_dir`, the first process keeps the decompressed arrays there (~70 MB) and later ones
+    read them in a fraction of that. Any trouble with the cache falls back to the package."""
+    if cache_dir is not None:
+        try:
+            with np.load(_decompressed_model(cache_dir), allow_pickle=False) as model:
+                return LanguageIdentifier(
+                    np.asarray(model["ptc"]),
+                    np.asarray(model["pc"]),
+                    model["classes"].tolist(),
+                    _unsigned_array(model["nextmove"]),
+                    model["out_feat"].tolist(),
+                    norm_probs=True,
+                    tk_row=_unsigned_array(model["nextmove_row"]),
+                )
+        except Exception:  # noqa: BLE001 - unwritable, damaged, another py3langid's layout
+            pass
     return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+def _decompressed_model(cache_dir: Path) -> Path:
+    """The packaged model's npz, decompressed into `cache_dir` once; named by the packaged
+    file's digest, so a py3langid upgrade gets a file of its own."""
+    packaged = MODEL_DIR / MODEL_FILE
+    digest = hashlib.sha256(packaged.read_bytes()).hexdigest()[:16]
+    target = cache_dir / f"model-{digest}.npz"
+    if target.exists():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".model-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out, lzma.open(packaged) as source:
+            shutil.copyfileobj(source, out, 1 << 20)
+        os.replace(tmp, target)  # atomic: concurrent processes never read a partial file
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+def _unsigned_array(values: np.ndarray) -> array:
+    # The stdlib arrays py3langid's own loader gives its tokenizer tables.
+    typecode = {2: "H", 4: "I", 8: "L"}[values.dtype.itemsize]
+    out = array(typecode)
+    out.frombytes(np.ascontiguousarray(values).tobytes())
+    return out
 
 
 def _language_sample(text: str) -> str:

@@ -277,3 +277,21 @@ def test_redact_policy_check_blocks_training_data_with_pii(project: Project):
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert checks["no_unredacted_pii"].passed is False
     assert checks["no_unredacted_pii"].severity == dg.AssetCheckSeverity.ERROR
+
+
+def test_models_are_prewarmed_only_for_a_document_to_extract(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+):
+    import assets.ingestion.assets as ingestion
+
+    calls: list[str] = []
+    monkeypatch.setattr(ingestion, "prewarm", lambda: calls.append("prewarm"))
+    project.add("virus.txt", eicar_bytes())
+    assert project.run().success
+    assert project.documents()["virus.txt"].status == "quarantined"
+    assert calls == []  # a quarantined upload is never parsed: no model to load for it
+    [faq] = sample_files(["workplace-faq.md"])
+    project.add(faq.name, faq.read_bytes())
+    assert project.run().success
+    assert calls == ["prewarm"]
+    assert project.documents()[faq.name].status == "ready"
