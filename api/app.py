@@ -8,15 +8,22 @@ from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 
 from api.auth import provide_principal
+from api.controllers.datasets import DatasetController, ReviewController
 from api.controllers.deployments import DeploymentController
 from api.controllers.documents import DocumentController
 from api.controllers.inference import InferenceController
 from api.controllers.projects import ProjectController
 from api.controllers.runs import RunController
 from api.controllers.tenants import TenantController
+from api.controllers.training import (
+    AdminBaseModelController,
+    BaseModelController,
+    DataRightsController,
+)
 from api.errors import AppError, app_error_handler, http_error_handler, internal_error_handler
 from api.inference import InferenceService
 from resources.database import Database
+from resources.model_registry import ensure_registry
 from resources.object_store import ObjectStore, build_object_store
 from resources.orchestrator import DagsterOrchestrator
 from resources.settings import get_settings
@@ -41,6 +48,8 @@ def create_app(
     def on_startup() -> None:
         if settings.auto_migrate:
             db.migrate()
+        with db.session() as session:
+            ensure_registry(session)
 
     # Everything under this router runs as the tenant whose API key came with the request.
     tenant_api = Router(
@@ -49,13 +58,17 @@ def create_app(
             ProjectController,
             DocumentController,
             RunController,
+            DatasetController,
+            ReviewController,
             DeploymentController,
             InferenceController,
+            DataRightsController,
+            BaseModelController,
         ],
         dependencies={"principal": Provide(provide_principal, sync_to_thread=True)},
     )
     return Litestar(
-        route_handlers=[health, TenantController, tenant_api],
+        route_handlers=[health, TenantController, AdminBaseModelController, tenant_api],
         dependencies={
             "db": Provide(lambda: db, use_cache=True, sync_to_thread=False),
             "store": Provide(lambda: object_store, use_cache=True, sync_to_thread=False),

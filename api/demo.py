@@ -178,6 +178,11 @@ def run_demo(
         for k, v in {"train_steps": train_steps, "eval_max_questions": eval_questions}.items()
         if v
     }
+    rights = http.put(
+        "/v1/projects/handbook/data-rights",
+        json={"confirmed_by": "demo", "statement": "Acme's own sample handbook (fictional)."},
+    )
+    rights.raise_for_status()
     run = http.post("/v1/projects/handbook/runs", json=body)
     run.raise_for_status()
     run_id = run.json()["id"]

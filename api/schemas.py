@@ -33,9 +33,34 @@ class PiiRecognizer(msgspec.Struct, omit_defaults=True):
     context: list[str] = []
 
 
+class GeneratorModel(msgspec.Struct, omit_defaults=True):
+    """The model-based generator's teacher: the base model in-process (`local`), or any
+    OpenAI-compatible server (`openai`, `ollama`). The API key is read from the environment
+    variable `api_key_env` at run time; it is never stored."""
+
+    provider: str = "local"
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    max_chunks: int | None = None
+    max_new_tokens: int | None = None
+    temperature: float | None = None
+    timeout_s: float | None = None
+
+
 class ProjectSettings(msgspec.Struct, omit_defaults=True):
     system_prompt: str | None = None
     refusal_text: str | None = None
+    escalation_text: str | None = None
+    refusal_share: float | None = None
+    generators: list[str] | None = None
+    generator_model: GeneratorModel | None = None
+    chunk_tokens: int | None = None
+    chunk_overlap_tokens: int | None = None
+    split_seed: int | None = None
+    review_policy: str | None = None
+    auto_accept_threshold: float | None = None
+    review_sample_rate: float | None = None
     train_steps: int | None = None
     pii_policy: str | None = None
     pii_recognizers: list[PiiRecognizer] | None = None
@@ -107,8 +132,56 @@ class UploadResult(msgspec.Struct):
 
 
 class RunCreate(msgspec.Struct):
+    # pipeline: the whole graph, documents to deployment; training: the adapter alone, on the
+    # latest dataset version
+    kind: str = "pipeline"
     train_steps: int | None = None
     eval_max_questions: int | None = None
+    base_model: str | None = None
+    hyperparameters: dict[str, Any] | None = None
+
+
+class DataRightsConfirm(msgspec.Struct):
+    confirmed_by: str
+    statement: str | None = None
+
+
+class DataRights(msgspec.Struct):
+    confirmed: bool
+    confirmed_by: str | None
+    confirmed_at: datetime | None
+    statement: str | None
+
+
+class BaseModelInfo(msgspec.Struct):
+    id: str
+    name: str
+    source_kind: str
+    licence: str
+    context_length: int
+    chat_template: str
+    parameters: int | None
+    size_bytes: int | None
+    is_default: bool
+    enabled: bool
+    allowed_tenants: list[str]
+    allowed_plans: list[str]
+
+
+class BaseModelCreate(msgspec.Struct):
+    id: str
+    name: str
+    source_kind: str
+    source: str
+    licence: str
+    context_length: int
+    allowed_tenants: list[str] = []
+    allowed_plans: list[str] = []
+    chat_template: str = "bundled"
+    parameters: int | None = None
+    size_bytes: int | None = None
+    is_default: bool = False
+    enabled: bool = True
 
 
 class RunEvent(msgspec.Struct):
@@ -155,3 +228,57 @@ class ChatCompletionRequest(msgspec.Struct):
     temperature: float | None = None
     stream: bool = False
     user: str | None = None
+
+
+class DatasetVersion(msgspec.Struct):
+    version: str
+    generation: str
+    created_at: datetime
+    counts: dict[str, Any]
+    manifest_key: str
+
+
+class DatasetVersionDetail(msgspec.Struct):
+    version: str
+    generation: str
+    created_at: datetime
+    manifest: dict[str, Any]
+
+
+class Example(msgspec.Struct):
+    id: str
+    key: str
+    split: str
+    kind: str
+    generator: str
+    document_id: str | None
+    question: str
+    answer: str
+    messages: list[dict[str, str]]
+    citations: list[str]
+    scores: dict[str, Any]
+    status: str
+    review_reason: str | None
+    duplicate_of: str | None
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+    original: dict[str, Any]
+
+
+class ExamplePage(msgspec.Struct):
+    items: list[Example]
+    total: int
+    limit: int
+    offset: int
+
+
+class ReviewNote(msgspec.Struct):
+    note: str | None = None
+    reviewer: str | None = None
+
+
+class ReviewEdit(msgspec.Struct):
+    question: str | None = None
+    answer: str | None = None
+    note: str | None = None
+    reviewer: str | None = None

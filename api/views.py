@@ -106,3 +106,35 @@ def document_detail(
         similarity=row.similarity,
         redacted_preview=preview,
     )
+
+
+def example(row: tables.DatasetExample) -> schemas.Example:
+    return schemas.Example(
+        id=row.id,
+        key=row.key,
+        split=row.split,
+        kind=row.kind,
+        generator=row.generator,
+        document_id=row.document_id,
+        question=row.question,
+        answer=row.answer,
+        messages=list(row.messages or []),
+        citations=list(row.citations or []),
+        scores=row.scores or {},
+        status=row.status,
+        review_reason=row.review_reason,
+        duplicate_of=row.duplicate_of,
+        reviewed_by=row.reviewed_by,
+        reviewed_at=row.reviewed_at,
+        original=row.original or {},
+    )
+
+
+def dataset_version(row: tables.DatasetVersion) -> schemas.DatasetVersion:
+    return schemas.DatasetVersion(
+        version=row.version,
+        generation=row.generation,
+        created_at=row.created_at,
+        counts=(row.manifest or {}).get("counts", {}),
+        manifest_key=row.manifest_key,
+    )

@@ -14,6 +14,7 @@ import dagster as dg
 from resources.database import Database
 from resources.object_store import ObjectStoreResource, ProjectStore
 from resources.repository import TenantScope, split_partition_key, tenant_by_slug
+from resources.run_states import move
 from resources.tables import Run
 
 RUN_ID_TAG = "privatune/run_id"
@@ -58,7 +59,7 @@ def project_handle(
         )
 
 
-def _run_row(scope: TenantScope, context: dg.AssetExecutionContext, project_id: str) -> Run:
+def run_row(scope: TenantScope, context: dg.AssetExecutionContext, project_id: str) -> Run:
     """Our run row for this Dagster run: the one the API created, or a new one for runs
     launched from the Dagster UI."""
     tagged = context.run.tags.get(RUN_ID_TAG)
@@ -66,10 +67,15 @@ def _run_row(scope: TenantScope, context: dg.AssetExecutionContext, project_id: 
     if run is None:
         run = scope.run_by_dagster_id(context.run.run_id)
     if run is None:
-        run = scope.add_run(project_id, "pipeline", {"source": "dagster"})
+        kind = "training" if context.job_name == "project_training" else "pipeline"
+        run = scope.add_run(project_id, kind, {"source": "dagster"})
         run.dagster_run_id = context.run.run_id
-    if run.status == "queued":
-        run.status = "running"
+    if run.dagster_run_id != context.run.run_id and run.status in ("failed", "cancelled"):
+        # re-executed from the Dagster UI: the same run of ours, tried again
+        move(run, "queued", scope, "re-executed from Dagster", dagster_run_id=context.run.run_id)
+        run.dagster_run_id = context.run.run_id
+    if run.status == "queued" and run.kind != "training":
+        move(run, "running", scope, "Dagster started the run")
     return run
 
 
@@ -80,7 +86,7 @@ def stage(
     """Record the stage's start, end, duration and outcome in the run's timeline. The caller
     may put figures into the yielded dict; they are stored with the finish event."""
     with handle.scope() as scope:
-        run_id = _run_row(scope, context, handle.project_id).id
+        run_id = run_row(scope, context, handle.project_id).id
         scope.add_run_event(run_id, "stage_started", f"{name} started", stage=name)
     figures: dict[str, Any] = {}
     started = time.perf_counter()
@@ -91,7 +97,7 @@ def stage(
             scope.add_run_event(
                 run_id,
                 "stage_failed",
-                f"{name} failed: {exc}",
+                f"{name} failed: {str(exc) or type(exc).__name__}",
                 stage=name,
                 data={"seconds": round(time.perf_counter() - started, 3)},
             )

@@ -11,6 +11,7 @@ import httpx
 from resources.settings import get_settings
 
 PIPELINE_JOB = "project_pipeline"
+TRAINING_JOB = "project_training"
 PARTITIONS_DEF = "tenant_project"
 
 _REPOSITORIES = """
@@ -136,9 +137,15 @@ class DagsterOrchestrator:
         ):
             raise OrchestratorError(f"Dagster refused partition {key}: {data.get('message')}")
 
-    def launch(self, partition: str, run_config: dict[str, Any], tags: dict[str, str]) -> str:
+    def launch(
+        self,
+        partition: str,
+        run_config: dict[str, Any],
+        tags: dict[str, str],
+        job: str = PIPELINE_JOB,
+    ) -> str:
         params = {
-            "selector": {**self.selector(), "jobName": PIPELINE_JOB},
+            "selector": {**self.selector(), "jobName": job},
             "runConfigData": run_config,
             "executionMetadata": {
                 "tags": [

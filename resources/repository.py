@@ -8,14 +8,18 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from resources.tables import (
     ApiKey,
     AuditEvent,
+    DatasetExample,
+    DatasetVersion,
     Deployment,
     Document,
+    DocumentSplit,
+    ExampleReview,
     Project,
     Run,
     RunEvent,
@@ -268,6 +272,211 @@ class TenantScope:
         deployment.status = "active"
         deployment.activated_at = utcnow()
         self.session.flush()
+
+    # dataset: document splits (frozen once given)
+    def document_splits(self, project_id: str) -> dict[str, str]:
+        rows = self.session.execute(
+            select(DocumentSplit.document_id, DocumentSplit.split).where(
+                DocumentSplit.tenant_id == self.tenant_id, DocumentSplit.project_id == project_id
+            )
+        ).all()
+        return {doc: split for doc, split in rows}
+
+    def freeze_document_splits(self, project_id: str, assignment: dict[str, str]) -> int:
+        """Record the splits of documents that have none yet; returns how many were new."""
+        self._own_project(project_id)
+        known = self.document_splits(project_id)
+        new = {d: s for d, s in assignment.items() if d not in known}
+        for document_id, split in sorted(new.items()):
+            self.session.add(
+                DocumentSplit(
+                    tenant_id=self.tenant_id,
+                    project_id=project_id,
+                    document_id=document_id,
+                    split=split,
+                )
+            )
+        self.session.flush()
+        return len(new)
+
+    # dataset: examples of a generation
+    def replace_examples(self, project_id: str, generation: str, rows: list[dict[str, Any]]) -> int:
+        """Store a generation's examples (replacing an earlier materialisation of the same one)."""
+        self._own_project(project_id)
+        self.session.execute(
+            delete(DatasetExample).where(
+                DatasetExample.tenant_id == self.tenant_id,
+                DatasetExample.project_id == project_id,
+                DatasetExample.generation == generation,
+            )
+        )
+        self.session.add_all(
+            DatasetExample(
+                tenant_id=self.tenant_id, project_id=project_id, generation=generation, **row
+            )
+            for row in rows
+        )
+        self.session.flush()
+        return len(rows)
+
+    def latest_generation(self, project_id: str) -> str | None:
+        return self.session.scalar(
+            select(DatasetExample.generation)
+            .where(
+                DatasetExample.tenant_id == self.tenant_id, DatasetExample.project_id == project_id
+            )
+            .order_by(DatasetExample.created_at.desc())
+            .limit(1)
+        )
+
+    def _examples_query(
+        self,
+        project_id: str,
+        generation: str,
+        split: str | None = None,
+        kind: str | None = None,
+        status: str | None = None,
+        generator: str | None = None,
+        min_score: float | None = None,
+        max_score: float | None = None,
+    ) -> Any:
+        query = select(DatasetExample).where(
+            DatasetExample.tenant_id == self.tenant_id,
+            DatasetExample.project_id == project_id,
+            DatasetExample.generation == generation,
+        )
+        if split:
+            query = query.where(DatasetExample.split == split)
+        if kind:
+            query = query.where(DatasetExample.kind == kind)
+        if status:
+            query = query.where(DatasetExample.status == status)
+        if generator:
+            query = query.where(DatasetExample.generator.startswith(generator))
+        if min_score is not None:
+            query = query.where(DatasetExample.score >= min_score)
+        if max_score is not None:
+            query = query.where(DatasetExample.score <= max_score)
+        return query
+
+    def examples(
+        self,
+        project_id: str,
+        generation: str,
+        limit: int | None = None,
+        offset: int = 0,
+        **filters: Any,
+    ) -> Sequence[DatasetExample]:
+        query = self._examples_query(project_id, generation, **filters).order_by(
+            DatasetExample.split, DatasetExample.score, DatasetExample.key
+        )
+        if limit is not None:
+            query = query.limit(limit).offset(offset)
+        return self.session.scalars(query).all()
+
+    def count_examples(self, project_id: str, generation: str, **filters: Any) -> int:
+        query = self._examples_query(project_id, generation, **filters)
+        return int(self.session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+
+    def example(self, project_id: str, example_id: str) -> DatasetExample | None:
+        return self.session.scalar(
+            select(DatasetExample).where(
+                DatasetExample.tenant_id == self.tenant_id,
+                DatasetExample.project_id == project_id,
+                DatasetExample.id == example_id,
+            )
+        )
+
+    # dataset: review decisions
+    def review_example(
+        self,
+        example: DatasetExample,
+        decision: str,
+        reviewer: str,
+        question: str | None = None,
+        answer: str | None = None,
+        note: str | None = None,
+    ) -> ExampleReview:
+        """Record a decision and apply it to the example row; later generations apply it too."""
+        if example.tenant_id != self.tenant_id:
+            raise PermissionError("example belongs to another tenant")
+        review = ExampleReview(
+            tenant_id=self.tenant_id,
+            project_id=example.project_id,
+            example_key=example.key,
+            decision=decision,
+            question=question,
+            answer=answer,
+            note=note,
+            reviewer=reviewer,
+        )
+        self.session.add(review)
+        self.session.flush()
+        example.status = decision
+        example.reviewed_by = reviewer
+        example.reviewed_at = review.at
+        return review
+
+    def latest_reviews(self, project_id: str) -> dict[str, ExampleReview]:
+        """The last decision per example key."""
+        rows = self.session.scalars(
+            select(ExampleReview)
+            .where(
+                ExampleReview.tenant_id == self.tenant_id, ExampleReview.project_id == project_id
+            )
+            .order_by(ExampleReview.at, ExampleReview.id)
+        ).all()
+        return {r.example_key: r for r in rows}
+
+    def reviews(self, project_id: str, example_key: str) -> Sequence[ExampleReview]:
+        return self.session.scalars(
+            select(ExampleReview)
+            .where(
+                ExampleReview.tenant_id == self.tenant_id,
+                ExampleReview.project_id == project_id,
+                ExampleReview.example_key == example_key,
+            )
+            .order_by(ExampleReview.at, ExampleReview.id)
+        ).all()
+
+    # dataset: versions
+    def save_dataset_version(
+        self, project_id: str, version: str, generation: str, **fields: Any
+    ) -> DatasetVersion:
+        """Create the version, or refresh it when the same version is materialised again."""
+        self._own_project(project_id)
+        row = self.dataset_version(project_id, version)
+        if row is None:
+            row = DatasetVersion(
+                tenant_id=self.tenant_id,
+                project_id=project_id,
+                version=version,
+                generation=generation,
+            )
+            self.session.add(row)
+        for name, value in fields.items():
+            setattr(row, name, value)
+        row.created_at = utcnow()
+        self.session.flush()
+        return row
+
+    def dataset_versions(self, project_id: str) -> Sequence[DatasetVersion]:
+        return self.session.scalars(
+            select(DatasetVersion)
+            .where(
+                DatasetVersion.tenant_id == self.tenant_id, DatasetVersion.project_id == project_id
+            )
+            .order_by(DatasetVersion.created_at.desc())
+        ).all()
+
+    def dataset_version(self, project_id: str, version: str) -> DatasetVersion | None:
+        return self.session.scalar(
+            select(DatasetVersion).where(
+                DatasetVersion.tenant_id == self.tenant_id,
+                DatasetVersion.project_id == project_id,
+                DatasetVersion.version == version,
+            )
+        )
 
     # audit
     def audit(

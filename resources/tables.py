@@ -10,7 +10,18 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
 from sqlalchemy import UniqueConstraint as Unique
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -32,6 +43,8 @@ class Tenant(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     slug: Mapped[str] = mapped_column(String(40), unique=True)
     name: Mapped[str] = mapped_column(String(200))
+    # the commercial plan; approved base models may be limited to some plans
+    plan: Mapped[str] = mapped_column(String(40), default="standard")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -43,6 +56,10 @@ class Project(Base):
     slug: Mapped[str] = mapped_column(String(40))
     name: Mapped[str] = mapped_column(String(200))
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # the tenant's confirmation that it holds the rights to train on the project's documents
+    rights_confirmed_by: Mapped[str | None] = mapped_column(String(200))
+    rights_confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    rights_statement: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -164,3 +181,117 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(80))
     target: Mapped[str] = mapped_column(String(300), default="")
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class DocumentSplit(Base):
+    """The split a document was first given; kept across dataset versions (the gold set is frozen)."""
+
+    __tablename__ = "document_splits"
+    __table_args__ = (Unique("project_id", "document_id", name="uq_document_splits_project_doc"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    document_id: Mapped[str] = mapped_column(String(32))
+    # train | validation | gold
+    split: Mapped[str] = mapped_column(String(20))
+    assigned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DatasetExample(Base):
+    """One instruction example of a generation (one materialisation of `examples`), with its
+    scores and review state."""
+
+    __tablename__ = "dataset_examples"
+    __table_args__ = (
+        Unique("project_id", "generation", "key", name="uq_dataset_examples_generation_key"),
+        Index("ix_dataset_examples_generation_status", "project_id", "generation", "status"),
+    )
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    generation: Mapped[str] = mapped_column(String(32))
+    # Content id (chunk + question): stable across generations, so review decisions carry over.
+    key: Mapped[str] = mapped_column(String(40), index=True)
+    document_id: Mapped[str | None] = mapped_column(String(32))
+    split: Mapped[str] = mapped_column(String(20))
+    kind: Mapped[str] = mapped_column(String(20))
+    generator: Mapped[str] = mapped_column(String(200))
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    messages: Mapped[list[Any]] = mapped_column(default=list)
+    citations: Mapped[list[Any]] = mapped_column(default=list)
+    context: Mapped[list[Any]] = mapped_column(default=list)
+    scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    score: Mapped[float] = mapped_column(Float, default=0.0)
+    # pending | auto_accepted | approved | rejected | edited | merged
+    status: Mapped[str] = mapped_column(String(20))
+    review_reason: Mapped[str | None] = mapped_column(String(20))
+    duplicate_of: Mapped[str | None] = mapped_column(String(40))
+    reviewed_by: Mapped[str | None] = mapped_column(String(200))
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The generated question and answer, kept when a reviewer edits them.
+    original: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ExampleReview(Base):
+    """A reviewer's decision on an example (by content key: it applies to later generations too)."""
+
+    __tablename__ = "example_reviews"
+    __table_args__ = (Index("ix_example_reviews_project_key", "project_id", "example_key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    example_key: Mapped[str] = mapped_column(String(40))
+    # approved | rejected | edited
+    decision: Mapped[str] = mapped_column(String(20))
+    question: Mapped[str | None] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+    reviewer: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DatasetVersion(Base):
+    """One materialisation of `splits`: the files the trainer reads and their manifest."""
+
+    __tablename__ = "dataset_versions"
+    __table_args__ = (Unique("project_id", "version", name="uq_dataset_versions_project_version"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    version: Mapped[str] = mapped_column(String(32))
+    generation: Mapped[str] = mapped_column(String(32))
+    manifest_key: Mapped[str] = mapped_column(String(1024))
+    manifest: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    dagster_run_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApprovedModel(Base):
+    """A base model the platform may fine-tune and serve: where its weights come from, its
+    licence, who may use it and its size. Not tenant data: managed by the operator."""
+
+    __tablename__ = "approved_models"
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # package (a file inside an installed Python package) | local (a folder) |
+    # object_store (a key prefix) | hub (a hub id; only where PRIVATUNE_ALLOW_HUB_MODELS is on)
+    source_kind: Mapped[str] = mapped_column(String(20))
+    source: Mapped[str] = mapped_column(String(1024))
+    licence: Mapped[str] = mapped_column(String(200))
+    allowed_tenants: Mapped[list[Any]] = mapped_column(default=list)  # slugs; empty: all
+    allowed_plans: Mapped[list[Any]] = mapped_column(default=list)  # plans; empty: all
+    context_length: Mapped[int] = mapped_column(Integer)
+    chat_template: Mapped[str] = mapped_column(Text, default="bundled")
+    parameters: Mapped[int | None] = mapped_column(BigInteger)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

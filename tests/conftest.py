@@ -105,3 +105,30 @@ def sample_files(names: list[str] | None = None) -> list[Path]:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def small_model_dir(tmp_path_factory: pytest.TempPathFactory, base_model_path: Path) -> Path:
+    """A small random Llama with SmolLM2's tokenizer and chat template: the trainer's whole
+    path (tokenising, packing, LoRA, checkpoints) in seconds on a CPU."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    out = tmp_path_factory.mktemp("small-llama")
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (base_model_path / name).exists():
+            shutil.copy(base_model_path / name, out / name)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=49152,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+    )
+    AutoModelForCausalLM.from_config(config).save_pretrained(out)
+    return out

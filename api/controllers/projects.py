@@ -26,9 +26,15 @@ def validate_settings(settings: schemas.ProjectSettings) -> dict:
         raise BadRequest(
             "settings.pii_policy must be redact, block or allow", code="invalid_settings"
         )
-    for name in ("near_dup_threshold", "quality_threshold"):
+    for name in (
+        "near_dup_threshold",
+        "quality_threshold",
+        "auto_accept_threshold",
+        "review_sample_rate",
+    ):
         if values.get(name) is not None and not 0.0 <= values[name] <= 1.0:
             raise BadRequest(f"settings.{name} must be between 0 and 1", code="invalid_settings")
+    _validate_dataset_settings(values)
     if values.get("pii_recognizers"):
         from assets.pii.recognizers import CustomRecognizer
 
@@ -40,6 +46,52 @@ def validate_settings(settings: schemas.ProjectSettings) -> dict:
                     f"settings.pii_recognizers: {exc}", code="invalid_settings"
                 ) from exc
     return values
+
+
+def _invalid(message: str) -> BadRequest:
+    return BadRequest(f"settings.{message}", code="invalid_settings")
+
+
+def _validate_dataset_settings(values: dict) -> None:
+    """The dataset builder's settings (see docs/configuration.md)."""
+    if values.get("refusal_share") is not None and not 0.0 <= values["refusal_share"] <= 0.5:
+        raise _invalid("refusal_share must be between 0 and 0.5")
+    for name in ("refusal_text", "escalation_text", "system_prompt"):
+        if values.get(name) is not None and not 1 <= len(values[name].strip()) <= 2000:
+            raise _invalid(f"{name} must be 1 to 2000 characters")
+    generators = values.get("generators")
+    if generators is not None and (
+        not generators or not set(generators) <= {"deterministic", "model"}
+    ):
+        raise _invalid("generators must be a non-empty list of deterministic and/or model")
+    chunk = values.get("chunk_tokens")
+    if chunk is not None and not 32 <= chunk <= 4096:
+        raise _invalid("chunk_tokens must be between 32 and 4096")
+    overlap = values.get("chunk_overlap_tokens")
+    if overlap is not None and not 0 <= overlap <= (chunk or 256) // 2:
+        raise _invalid("chunk_overlap_tokens must be between 0 and half of chunk_tokens")
+    if values.get("review_policy") not in (None, "auto", "wait"):
+        raise _invalid("review_policy must be auto or wait")
+    model = values.get("generator_model")
+    if model:
+        from assets.dataset.model_generator import PROVIDERS
+
+        if model.get("provider", "local") not in PROVIDERS:
+            raise _invalid(f"generator_model.provider must be one of {', '.join(PROVIDERS)}")
+        if model.get("provider") == "openai" and not (model.get("base_url") and model.get("model")):
+            raise _invalid("generator_model: provider openai needs base_url and model")
+        if model.get("provider") == "ollama" and not model.get("model"):
+            raise _invalid("generator_model: provider ollama needs model")
+        base_url = model.get("base_url")
+        if base_url and not base_url.startswith(("http://", "https://")):
+            raise _invalid("generator_model.base_url must be an http(s) URL")
+        env = model.get("api_key_env")
+        if env and not env.replace("_", "").isalnum():
+            raise _invalid("generator_model.api_key_env must be an environment variable name")
+        if model.get("max_chunks") is not None and not 1 <= model["max_chunks"] <= 100_000:
+            raise _invalid("generator_model.max_chunks must be between 1 and 100000")
+        if model.get("max_new_tokens") is not None and not 8 <= model["max_new_tokens"] <= 4096:
+            raise _invalid("generator_model.max_new_tokens must be between 8 and 4096")
 
 
 def get_project(scope: TenantScope, slug: str) -> Project:

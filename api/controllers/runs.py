@@ -7,23 +7,49 @@ from litestar import Controller, get, post
 from api import schemas, views
 from api.auth import Principal
 from api.controllers.projects import get_project
-from api.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
+from api.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable
 from assets.project import RUN_ID_TAG
+from assets.training.config import validate_hyperparameters
 from resources.database import Database
-from resources.orchestrator import DagsterOrchestrator, OrchestratorError
+from resources.model_registry import ModelNotApproved, check_approved
+from resources.orchestrator import (
+    PIPELINE_JOB,
+    TRAINING_JOB,
+    DagsterOrchestrator,
+    OrchestratorError,
+)
 from resources.repository import TenantScope, partition_key
-from resources.tables import Run
+from resources.run_states import TERMINAL, follow, move
+from resources.tables import Project, Run, Tenant
 
-TERMINAL = {"succeeded", "failed", "cancelled"}
+KINDS = {"pipeline": PIPELINE_JOB, "training": TRAINING_JOB}
 
 
 def _run_config(data: schemas.RunCreate) -> dict:
+    if data.kind not in KINDS:
+        raise BadRequest(
+            f"kind must be one of {', '.join(KINDS)}, not {data.kind!r}", code="invalid_run_config"
+        )
     ops: dict = {}
+    adapter = dict(data.hyperparameters or {})
     if data.train_steps is not None:
         if not 1 <= data.train_steps <= 100_000:
             raise BadRequest("train_steps must be between 1 and 100000", code="invalid_run_config")
-        ops["adapter"] = {"config": {"max_steps": data.train_steps}}
+        adapter["max_steps"] = data.train_steps
+    if data.base_model is not None:
+        adapter["base_model"] = data.base_model
+    try:
+        validate_hyperparameters(adapter)
+    except ValueError as exc:
+        raise BadRequest(f"invalid hyperparameters: {exc}", code="invalid_run_config") from exc
+    if adapter:
+        ops["adapter"] = {"config": adapter}
     if data.eval_max_questions is not None:
+        if data.kind == "training":
+            raise BadRequest(
+                "eval_max_questions applies to pipeline runs; a training run does not evaluate",
+                code="invalid_run_config",
+            )
         if not 0 <= data.eval_max_questions <= 10_000:
             raise BadRequest(
                 "eval_max_questions must be between 0 and 10000", code="invalid_run_config"
@@ -40,19 +66,25 @@ def refresh(scope: TenantScope, run: Run, orchestrator: DagsterOrchestrator) -> 
         info = orchestrator.run(run.dagster_run_id)
     except OrchestratorError:
         return  # keep the last known status; the caller can ask again
-    if info.status != run.status:
-        run.status = info.status
-        scope.add_run_event(
-            run.id,
-            "status",
+    if (
+        follow(
+            run,
+            info.status,
+            scope,
             f"Dagster run is {info.dagster_status}",
-            data={"dagster_status": info.dagster_status},
+            dagster_status=info.dagster_status,
         )
-        if info.status == "failed":
-            failed = [s["stepKey"] for s in info.steps if s["status"] == "FAILURE"]
-            run.error = (
-                f"step(s) failed: {', '.join(failed) or 'unknown'}; see the run in the Dagster UI"
-            )
+        and info.status == "failed"
+    ):
+        failed = [s["stepKey"] for s in info.steps if s["status"] == "FAILURE"]
+        reasons = [
+            e.message for e in scope.run_events(run.id) if e.kind in ("error", "stage_failed")
+        ]
+        run.error = (
+            f"step(s) failed: {', '.join(failed) or 'unknown'}"
+            + (f": {reasons[-1]}" if reasons else "")
+            + "; see the run in the Dagster UI"
+        )
 
 
 def _run(scope: TenantScope, project: str, run_id: str) -> Run:
@@ -76,48 +108,54 @@ class RunController(Controller):
         orchestrator: DagsterOrchestrator,
         data: schemas.RunCreate | None = None,
     ) -> schemas.Run:
-        """Materialise the whole graph for this project (documents to deployment) through Dagster."""
-        run_config = _run_config(data or schemas.RunCreate())
+        """Start a run through Dagster: `pipeline` materialises the whole graph (documents to
+        deployment), `training` the adapter alone on the latest dataset version, with
+        `hyperparameters` and an approved `base_model`. Both need the project's data-rights
+        confirmation and a base model approved for the tenant."""
+        request = data or schemas.RunCreate()
+        run_config = _run_config(request)
         with db.session() as session:
             scope = TenantScope(session, principal.tenant_id)
             row = get_project(scope, project)
-            if not scope.documents(row.id):
-                raise Conflict(
-                    "the project has no documents yet: upload some first", code="no_documents"
-                )
-            run = scope.add_run(row.id, "pipeline", run_config)
+            _check_may_train(scope, principal, row, request.kind, run_config)
+            run = scope.add_run(row.id, request.kind, run_config)
             run_id, project_slug = run.id, row.slug
-            scope.add_run_event(run.id, "status", "run created")
+            scope.add_run_event(run.id, "status", f"{request.kind} run created")
             scope.audit(
                 principal.actor,
                 "run.created",
                 run.id,
-                {"project": project_slug, "config": run_config},
+                {"project": project_slug, "kind": request.kind, "config": run_config},
             )
-        key = partition_key(principal.tenant_slug, project_slug)
-        try:
-            dagster_id = orchestrator.launch(
-                key, run_config, {RUN_ID_TAG: run_id, "privatune/tenant": principal.tenant_slug}
-            )
-        except OrchestratorError as exc:
-            with db.session() as session:
-                scope = TenantScope(session, principal.tenant_id)
-                failed = scope.run(run_id)
-                assert failed is not None
-                failed.status, failed.error = "failed", str(exc)
-                scope.add_run_event(run_id, "error", str(exc))
-            raise ServiceUnavailable(
-                f"the run could not be started: {exc}", code="orchestrator_unavailable"
-            ) from exc
+        return _launch(db, orchestrator, principal, project_slug, run_id, request.kind, run_config)
+
+    @post("/{run_id:str}/retry", operation_id="retryRun", sync_to_thread=True, status_code=202)
+    def retry(
+        self,
+        project: str,
+        run_id: str,
+        principal: Principal,
+        db: Database,
+        orchestrator: DagsterOrchestrator,
+    ) -> schemas.Run:
+        """Run a failed or cancelled run again with the same configuration; a training run
+        resumes from its latest checkpoint."""
         with db.session() as session:
             scope = TenantScope(session, principal.tenant_id)
-            submitted = scope.run(run_id)
-            assert submitted is not None
-            submitted.dagster_run_id = dagster_id
-            scope.add_run_event(
-                run_id, "status", "submitted to Dagster", data={"dagster_run_id": dagster_id}
-            )
-            return views.run(submitted, list(scope.run_events(run_id)))
+            run = _run(scope, project, run_id)
+            refresh(scope, run, orchestrator)
+            if run.status not in ("failed", "cancelled"):
+                raise Conflict(
+                    f"run {run_id} is {run.status}: only failed or cancelled runs can be retried",
+                    code="run_not_retryable",
+                )
+            row = get_project(scope, project)
+            _check_may_train(scope, principal, row, run.kind, run.config or {})
+            move(run, "queued", scope, "retry requested")
+            run.error = None
+            kind, config, project_slug = run.kind, dict(run.config or {}), row.slug
+            scope.audit(principal.actor, "run.retried", run.id, {"project": project_slug})
+        return _launch(db, orchestrator, principal, project_slug, run_id, kind, config)
 
     @get("/", operation_id="listRuns", sync_to_thread=True)
     def list(self, project: str, principal: Principal, db: Database) -> list[schemas.Run]:
@@ -161,7 +199,95 @@ class RunController(Controller):
                     orchestrator.terminate(run.dagster_run_id)
                 except OrchestratorError as exc:
                     raise ServiceUnavailable(str(exc), code="orchestrator_unavailable") from exc
-            run.status = "cancelling" if run.dagster_run_id else "cancelled"
-            scope.add_run_event(run.id, "status", "cancellation requested")
+            move(
+                run,
+                "cancelling" if run.dagster_run_id else "cancelled",
+                scope,
+                "cancellation requested",
+            )
             scope.audit(principal.actor, "run.cancelled", run.id)
             return views.run(run, list(scope.run_events(run.id)))
+
+
+def _check_may_train(
+    scope: TenantScope, principal: Principal, project: Project, kind: str, config: dict
+) -> None:
+    """The rights checks every run that trains must pass; a refusal is audited."""
+
+    def refuse(error: Exception) -> None:
+        scope.audit(
+            principal.actor,
+            "run.refused",
+            project.slug,
+            {"reason": getattr(error, "message", str(error)), "code": getattr(error, "code", "")},
+        )
+        scope.session.commit()  # the refusal is recorded even though the request fails
+        raise error
+
+    if not scope.documents(project.id):
+        refuse(Conflict("the project has no documents yet: upload some first", code="no_documents"))
+    if project.rights_confirmed_at is None:
+        refuse(
+            Forbidden(
+                f"nobody has confirmed that {principal.tenant_slug} holds the rights to train on "
+                f"the documents of project {project.slug}: PUT /v1/projects/{project.slug}/"
+                "data-rights with confirmed_by first",
+                code="data_rights_not_confirmed",
+            )
+        )
+    model_id = config.get("ops", {}).get("adapter", {}).get("config", {}).get("base_model") or (
+        project.settings or {}
+    ).get("base_model")
+    tenant = scope.session.get(Tenant, principal.tenant_id)
+    assert tenant is not None
+    try:
+        check_approved(scope.session, tenant, model_id)
+    except ModelNotApproved as exc:
+        refuse(Forbidden(str(exc), code="model_not_approved"))
+    if kind == "training" and not scope.dataset_versions(project.id):
+        refuse(
+            Conflict(
+                "the project has no dataset version yet: run the pipeline (kind pipeline) once so "
+                "the documents become a dataset, then train",
+                code="no_dataset",
+            )
+        )
+
+
+def _launch(
+    db: Database,
+    orchestrator: DagsterOrchestrator,
+    principal: Principal,
+    project_slug: str,
+    run_id: str,
+    kind: str,
+    run_config: dict,
+) -> schemas.Run:
+    key = partition_key(principal.tenant_slug, project_slug)
+    try:
+        dagster_id = orchestrator.launch(
+            key,
+            run_config,
+            {RUN_ID_TAG: run_id, "privatune/tenant": principal.tenant_slug},
+            job=KINDS[kind],
+        )
+    except OrchestratorError as exc:
+        with db.session() as session:
+            scope = TenantScope(session, principal.tenant_id)
+            failed = scope.run(run_id)
+            assert failed is not None
+            move(failed, "failed", scope, f"could not start: {exc}")
+            failed.error = str(exc)
+            scope.add_run_event(run_id, "error", str(exc))
+        raise ServiceUnavailable(
+            f"the run could not be started: {exc}", code="orchestrator_unavailable"
+        ) from exc
+    with db.session() as session:
+        scope = TenantScope(session, principal.tenant_id)
+        submitted = scope.run(run_id)
+        assert submitted is not None
+        submitted.dagster_run_id = dagster_id
+        scope.add_run_event(
+            run_id, "status", "submitted to Dagster", data={"dagster_run_id": dagster_id}
+        )
+        return views.run(submitted, list(scope.run_events(run_id)))

@@ -1,32 +1,59 @@
-"""examples and splits: the versioned instruction dataset."""
+"""examples and splits: the versioned, scored and reviewed instruction dataset."""
 
 import hashlib
 import json
+import time
 from collections import Counter
 from dataclasses import replace
+from pathlib import PurePosixPath
 from typing import Any
 
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from assets.dataset.chunking import CHUNKER_VERSION, Chunk, chunk_pages
-from assets.dataset.generate import GENERATOR, Example, generate_examples
-from assets.dataset.prompt import DEFAULT_SYSTEM_PROMPT
+from assets.dataset.chunking import CHUNKER_VERSION, Chunk, chunk_pages, tokenizer_counter
+from assets.dataset.export import export_row, sha256_bytes, to_parquet
+from assets.dataset.export import from_jsonl as from_jsonl
+from assets.dataset.export import to_jsonl as to_jsonl
+from assets.dataset.generate import (
+    GENERATOR,
+    DeterministicGenerator,
+    Example,
+    PairGenerator,
+    QAPair,
+    build_examples,
+)
+from assets.dataset.leaks import context_leaks, near_duplicate_chunks, question_leaks
+from assets.dataset.model_generator import ModelGenerator, ModelGeneratorConfig, build_client
+from assets.dataset.prompt import DEFAULT_REFUSAL, DEFAULT_SYSTEM_PROMPT
+from assets.dataset.refusals import (
+    DEFAULT_ESCALATION,
+    allocate,
+    escalation_questions,
+    policy_examples,
+    refusal_questions,
+)
+from assets.dataset.review import (
+    DEFAULT_POLICY,
+    DEFAULT_SAMPLE_RATE,
+    DEFAULT_THRESHOLD,
+    apply_decision,
+    included,
+)
+from assets.dataset.scoring import SCORER_VERSION, merge_duplicates, route, score_example
 from assets.dataset.split import SPLITS, assign_splits
 from assets.privacy.assets import screening_config
 from assets.privacy.screening import residual_in_paragraphs, screen_texts
 from assets.project import project_handle, stage
 from pipelines.partitions import tenant_project
 from resources.database import Database
+from resources.model_runtime import ModelRuntime
 from resources.object_store import ObjectStoreResource
 
-
-def to_jsonl(rows: list[dict]) -> bytes:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
-
-
-def from_jsonl(data: bytes) -> list[dict]:
-    return [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+DEFAULT_CHUNK_TOKENS = 256
+DEFAULT_OVERLAP_TOKENS = 32
+DEFAULT_REFUSAL_SHARE = 0.1
+DEFAULT_SPLIT_SEED = 13
 
 
 def redact_examples(made: list[Example], screener: Any) -> list[Example]:
@@ -47,10 +74,125 @@ def redact_examples(made: list[Example], screener: Any) -> list[Example]:
     return out
 
 
-def dataset_version(document_hashes: list[str], system_prompt: str) -> str:
-    """Same documents and same generator settings give the same version."""
-    basis = json.dumps([sorted(document_hashes), CHUNKER_VERSION, GENERATOR, system_prompt])
+def dataset_settings(settings: dict) -> dict[str, Any]:
+    """The project's dataset settings with their defaults (what the generation id hashes)."""
+    return {
+        "system_prompt": settings.get("system_prompt") or DEFAULT_SYSTEM_PROMPT,
+        "refusal_text": settings.get("refusal_text") or DEFAULT_REFUSAL,
+        "escalation_text": settings.get("escalation_text") or DEFAULT_ESCALATION,
+        "refusal_share": float(
+            settings["refusal_share"]
+            if settings.get("refusal_share") is not None
+            else DEFAULT_REFUSAL_SHARE
+        ),
+        "generators": list(settings.get("generators") or ["deterministic"]),
+        "generator_model": ModelGeneratorConfig.from_settings(
+            settings.get("generator_model")
+        ).describe(),
+        "chunk_tokens": int(settings.get("chunk_tokens") or DEFAULT_CHUNK_TOKENS),
+        "chunk_overlap_tokens": int(
+            settings["chunk_overlap_tokens"]
+            if settings.get("chunk_overlap_tokens") is not None
+            else DEFAULT_OVERLAP_TOKENS
+        ),
+        "split_seed": int(
+            settings["split_seed"] if settings.get("split_seed") is not None else DEFAULT_SPLIT_SEED
+        ),
+        "review_policy": settings.get("review_policy") or DEFAULT_POLICY,
+        "auto_accept_threshold": float(
+            settings["auto_accept_threshold"]
+            if settings.get("auto_accept_threshold") is not None
+            else DEFAULT_THRESHOLD
+        ),
+        "review_sample_rate": float(
+            settings["review_sample_rate"]
+            if settings.get("review_sample_rate") is not None
+            else DEFAULT_SAMPLE_RATE
+        ),
+    }
+
+
+def generation_id(document_hashes: list[str], config: dict[str, Any], screening: str) -> str:
+    """Same documents and same generator settings give the same generation."""
+    basis = json.dumps(
+        [sorted(document_hashes), CHUNKER_VERSION, GENERATOR, SCORER_VERSION, config, screening],
+        sort_keys=True,
+    )
     return hashlib.sha256(basis.encode()).hexdigest()[:12]
+
+
+def document_type(filename: str, detected: str | None) -> str:
+    return (detected or PurePosixPath(filename).suffix.lstrip(".") or "unknown").lower()
+
+
+def spread(chunks: list[Chunk], limit: int | None) -> list[Chunk]:
+    """At most `limit` chunks, spread over documents (a stable hash order, one per document in turn)."""
+    if limit is None or len(chunks) <= limit:
+        return chunks
+    by_doc: dict[str, list[Chunk]] = {}
+    for c in sorted(chunks, key=lambda c: hashlib.sha256(c.id.encode()).hexdigest()):
+        by_doc.setdefault(c.document_id, []).append(c)
+    picked: list[Chunk] = []
+    while len(picked) < limit:
+        for doc in sorted(by_doc):
+            if by_doc[doc] and len(picked) < limit:
+                picked.append(by_doc[doc].pop(0))
+    return picked
+
+
+def row_to_example(row: Any) -> Example:
+    return Example(
+        id=row.key,
+        document_id=row.document_id,
+        chunk_id=(row.citations or [""])[0],
+        question=row.question,
+        answer=row.answer,
+        kind=row.kind,
+        generator=row.generator,
+        citations=list(row.citations or []),
+        messages=list(row.messages or []),
+        split=row.split,
+        scores=dict(row.scores or {}),
+        status=row.status,
+        review_reason=row.review_reason,
+        duplicate_of=row.duplicate_of,
+        context=list(row.context or []),
+    )
+
+
+def example_row(example: Example, original: dict | None = None) -> dict[str, Any]:
+    return {
+        "key": example.id,
+        "document_id": example.document_id,
+        "split": example.split,
+        "kind": example.kind,
+        "generator": example.generator,
+        "question": example.question,
+        "answer": example.answer,
+        "messages": example.messages,
+        "citations": example.citations,
+        "context": example.context,
+        "scores": example.scores,
+        "score": float(example.scores.get("overall") or 0.0),
+        "status": example.status,
+        "review_reason": example.review_reason,
+        "duplicate_of": example.duplicate_of,
+        "original": original or {},
+    }
+
+
+def build_generators(config: dict[str, Any], runtime: ModelRuntime) -> list[PairGenerator]:
+    out: list[PairGenerator] = []
+    for name in config["generators"]:
+        if name == "deterministic":
+            out.append(DeterministicGenerator())
+        elif name == "model":
+            model_config = ModelGeneratorConfig.from_settings(config["generator_model"])
+            base_path = runtime.base_model_ref()[1] if model_config.provider == "local" else None
+            out.append(ModelGenerator(build_client(model_config, base_path), model_config))
+        else:
+            raise dg.Failure(f"unknown generator {name!r} in the project's settings")
+    return out
 
 
 @dg.asset(
@@ -70,60 +212,245 @@ def examples(
     context: AssetExecutionContext,
     db: Database,
     store: ObjectStoreResource,
+    runtime: ModelRuntime,
     pii_screened_documents: dict,
 ):
-    """Chunks with provenance (document, page, span, headings) and grounded question/answer examples in chat format."""
+    """Token-sized chunks with provenance, grounded examples from each configured generator, refusal and escalation examples; every example scored and routed to review or auto-accepted."""
     handle = project_handle(context, db, store)
-    system_prompt = handle.settings.get("system_prompt") or DEFAULT_SYSTEM_PROMPT
+    config = dataset_settings(handle.settings)
     docs = pii_screened_documents["documents"]
+    policy = pii_screened_documents["policy"]
+    screener = None
     with stage(context, handle, "examples") as figures:
+        count = tokenizer_counter(runtime.base_model_ref()[1])
         chunks: list[Chunk] = []
         for doc in docs:
             screened = handle.store.get_json(doc["screened_key"])
-            chunks.extend(chunk_pages(doc["id"], doc["filename"], screened["pages"]))
-        made = generate_examples(chunks, system_prompt=system_prompt)
-        policy = pii_screened_documents["policy"]
-        if policy == "redact":
+            chunks.extend(
+                chunk_pages(
+                    doc["id"],
+                    doc["filename"],
+                    screened["pages"],
+                    max_tokens=config["chunk_tokens"],
+                    overlap_tokens=config["chunk_overlap_tokens"],
+                    count_tokens=count,
+                )
+            )
+        generation = generation_id(
+            [d["sha256"] for d in docs], config, pii_screened_documents["version"]
+        )
+
+        # Splits are decided before generation: distractor passages come from the same split only.
+        with handle.scope() as scope:
+            detected = {d.id: d.detected_type for d in scope.documents(handle.project_id)}
+            frozen = scope.document_splits(handle.project_id)
+            previous = scope.latest_generation(handle.project_id)
+            previous_gold = (
+                [
+                    row_to_example(r)
+                    for r in scope.examples(handle.project_id, previous, split="gold")
+                ]
+                if previous and previous != generation
+                else []
+            )
+        types = {d["id"]: document_type(d["filename"], detected.get(d["id"])) for d in docs}
+        assignment = assign_splits(
+            [d["id"] for d in docs], seed=config["split_seed"], types=types, frozen=frozen
+        )
+        with handle.scope() as scope:
+            scope.freeze_document_splits(handle.project_id, assignment)
+        by_split = {s: [c for c in chunks if assignment[c.document_id] == s] for s in SPLITS}
+        # Passages of train/validation that repeat a gold passage never reach training.
+        tainted = near_duplicate_chunks(
+            {c.id: c.text for c in by_split["gold"]},
+            {c.id: c.text for s in ("train", "validation") for c in by_split[s]},
+        )
+        usable = {s: [c for c in by_split[s] if c.id not in tainted] for s in SPLITS}
+        # The gold set is frozen: documents with gold examples in the previous generation keep them.
+        kept_gold = [
+            e for e in previous_gold if e.document_id and assignment.get(e.document_id) == "gold"
+        ]
+        frozen_docs = {e.document_id for e in kept_gold}
+        usable["gold"] = [c for c in usable["gold"] if c.document_id not in frozen_docs]
+
+        made: list[Example] = []
+        timings: dict[str, float] = {}
+        generators = build_generators(config, runtime)
+        for generator in generators:
+            started = time.perf_counter()
+            limit = config["generator_model"]["max_chunks"] if generator.name != GENERATOR else None
+            for split in SPLITS:
+                source = spread(usable[split], limit)
+                pairs: list[list[QAPair]] = generator.pairs(source) if source else []
+                made.extend(
+                    build_examples(
+                        source,
+                        pairs,
+                        generator.name,
+                        pool=usable[split],
+                        system_prompt=config["system_prompt"],
+                        seed=config["split_seed"],
+                        split=split,
+                    )
+                )
+            timings[generator.name] = round(time.perf_counter() - started, 3)
+        if policy == "redact" and made:
             # Questions and answers are new text (a line rephrased as a sentence): screen them too.
             from assets.pii.screen import PiiScreener
 
             _, custom, _ = screening_config(handle.settings)
             screener = PiiScreener(custom=custom)
             made = redact_examples(made, screener)
-        version = dataset_version(
-            [d["sha256"] for d in docs], system_prompt + pii_screened_documents["version"]
+
+        # Refusal and escalation examples, train and validation only (gold measures grounded
+        # answers); each split gets its own questions so none repeats across splits.
+        grounded = Counter(e.split for e in made if e.split != "gold")
+        share = config["refusal_share"]
+        wanted = round(share * sum(grounded.values()) / (1 - share)) if share < 1 else 0
+        for kind, questions, answer in (
+            ("refusal", refusal_questions(chunks, config["split_seed"]), config["refusal_text"]),
+            (
+                "escalation",
+                escalation_questions(chunks, config["split_seed"]),
+                config["escalation_text"],
+            ),
+        ):
+            per_split = allocate(
+                min(len(questions), (wanted + (kind == "refusal")) // 2),
+                {"train": grounded["train"], "validation": grounded["validation"]},
+            )
+            offset = 0
+            for split in ("train", "validation"):
+                take = questions[offset : offset + per_split[split]]
+                offset += len(take)
+                made.extend(
+                    policy_examples(
+                        take,
+                        kind,
+                        answer,
+                        usable[split] or usable["train"],
+                        split,
+                        config["system_prompt"],
+                        seed=config["split_seed"],
+                    )
+                )
+
+        texts = {c.id: c.text for c in chunks}
+        made = [
+            replace(e, scores=score_example(e, texts.get(e.chunk_id) if e.chunk_id else None))
+            for e in made
+        ]
+        made = merge_duplicates(made)
+        made = route(
+            made,
+            config["auto_accept_threshold"],
+            config["review_sample_rate"],
+            config["split_seed"],
         )
-        prefix = f"datasets/{version}"
+        # A train/validation question that repeats a gold one is merged into it.
+        gold_rows = [e.to_dict() for e in made if e.split == "gold"] + [
+            e.to_dict() for e in kept_gold
+        ]
+        others = [e.to_dict() for e in made if e.split != "gold" and e.status != "merged"]
+        leaking = {leak.train: leak.gold for leak in question_leaks(gold_rows, others)}
+        made = [
+            replace(e, status="merged", duplicate_of=leaking[e.id], review_reason="gold_leak")
+            if e.id in leaking
+            else e
+            for e in made
+        ]
+        made = kept_gold + made
+
+        with handle.scope() as scope:
+            decisions = scope.latest_reviews(handle.project_id)
+            rows = []
+            for example in made:
+                original: dict = {}
+                decision = decisions.get(example.id)
+                row = example_row(example)
+                if decision is not None and example.status != "merged":
+                    row = {
+                        **row,
+                        **{
+                            k: v
+                            for k, v in apply_decision(
+                                {**row, "messages": example.messages},
+                                {
+                                    "decision": decision.decision,
+                                    "question": decision.question,
+                                    "answer": decision.answer,
+                                },
+                            ).items()
+                            if k in ("status", "question", "answer", "messages")
+                        },
+                        "reviewed_by": decision.reviewer,
+                        "reviewed_at": decision.at,
+                    }
+                    if decision.decision == "edited":
+                        original = {"question": example.question, "answer": example.answer}
+                    row["original"] = original
+                rows.append(row)
+            scope.replace_examples(handle.project_id, generation, rows)
+        prefix = f"datasets/generations/{generation}"
         handle.store.put_bytes(f"{prefix}/chunks.jsonl", to_jsonl([c.to_dict() for c in chunks]))
-        handle.store.put_bytes(f"{prefix}/examples.jsonl", to_jsonl([e.to_dict() for e in made]))
-        kinds = Counter(e.kind for e in made)
-        figures.update(chunks=len(chunks), examples=len(made), dataset_version=version)
-    preview = "\n".join(f"| {e.kind} | {e.question} | {e.answer[:80]} |" for e in made[:8])
-    residual = 0
-    if policy == "redact":
-        residual = residual_in_paragraphs(
-            [c.text for c in chunks] + [t for e in made for t in (e.question, e.answer)], screener
+        handle.store.put_bytes(f"{prefix}/examples.jsonl", to_jsonl(rows_for_export(rows)))
+        kinds = Counter(r["kind"] for r in rows)
+        statuses = Counter(r["status"] for r in rows)
+        figures.update(
+            chunks=len(chunks),
+            examples=len(rows),
+            generation=generation,
+            pending_review=statuses["pending"],
         )
+    preview = "\n".join(
+        f"| {r['kind']} | {r['status']} | {r['question']} | {r['answer'][:80]} |" for r in rows[:8]
+    )
+    residual = 0
+    if policy == "redact" and screener is not None:
+        residual = residual_in_paragraphs(
+            [c.text for c in chunks] + [t for r in rows for t in (r["question"], r["answer"])],
+            screener,
+        )
+    generator_info = {
+        "names": [g.name for g in generators],
+        "seconds": timings,
+        "settings": {k: v for k, v in config.items() if k not in ("refusal_text",)},
+    }
     yield dg.Output(
         {
-            "dataset_version": version,
+            "generation": generation,
+            # The generation is the dataset version until `splits` names the reviewed one.
+            "dataset_version": generation,
             "chunks_key": f"{prefix}/chunks.jsonl",
             "examples_key": f"{prefix}/examples.jsonl",
             "documents": [
-                {"id": d["id"], "filename": d["filename"], "sha256": d["sha256"]} for d in docs
+                {
+                    "id": d["id"],
+                    "filename": d["filename"],
+                    "sha256": d["sha256"],
+                    "type": types[d["id"]],
+                    "split": assignment[d["id"]],
+                }
+                for d in docs
             ],
-            "counts": {"chunks": len(chunks), "examples": len(made), **dict(kinds)},
-            "generator": GENERATOR,
+            "counts": {"chunks": len(chunks), "examples": len(rows), **dict(kinds)},
+            "statuses": dict(statuses),
+            "generator": generator_info,
             "chunker": CHUNKER_VERSION,
+            "scorer": SCORER_VERSION,
+            "tainted_chunks": len(tainted),
         },
         metadata={
-            "dataset_version": version,
+            "generation": generation,
             "chunks": len(chunks),
-            "examples": len(made),
+            "examples": len(rows),
             "by_kind": dict(kinds),
+            "by_status": dict(statuses),
+            "pending_review": statuses["pending"],
+            "generators": ", ".join(g.name for g in generators),
             "chunks_key": handle.store.key(f"{prefix}/chunks.jsonl"),
             "preview": dg.MetadataValue.md(
-                "| kind | question | answer |\n|---|---|---|\n" + preview
+                "| kind | status | question | answer |\n|---|---|---|---|\n" + preview
             ),
         },
     )
@@ -133,6 +460,41 @@ def examples(
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={"policy": policy, "residual_findings": residual},
     )
+
+
+def rows_for_export(rows: list[dict]) -> list[dict]:
+    return [export_row({**r, "id": r["key"]}) for r in rows]
+
+
+def dataset_rows(rows: list[Any]) -> list[dict[str, Any]]:
+    """Database rows as plain dicts (what the split files hold)."""
+    return [
+        {
+            "id": r.key,
+            "row_id": r.id,
+            "document_id": r.document_id,
+            "split": r.split,
+            "kind": r.kind,
+            "generator": r.generator,
+            "question": r.question,
+            "answer": r.answer,
+            "messages": r.messages,
+            "citations": r.citations,
+            "context": r.context,
+            "scores": r.scores,
+            "status": r.status,
+        }
+        for r in rows
+    ]
+
+
+def reviewed_version(generation: str, selected: list[dict], policy: dict) -> str:
+    """A new version whenever what training reads changes (review decisions included)."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([generation, policy], sort_keys=True).encode())
+    for r in sorted(selected, key=lambda r: r["id"]):
+        digest.update(json.dumps([r["id"], r["split"], r["messages"]]).encode())
+    return digest.hexdigest()[:12]
 
 
 @dg.asset(
@@ -148,46 +510,113 @@ def examples(
         dg.AssetCheckSpec(
             "gold_split_not_empty", asset="splits", description="The gold split has examples."
         ),
+        dg.AssetCheckSpec(
+            "no_gold_leak",
+            asset="splits",
+            blocking=True,
+            description="No gold question or passage is a near-duplicate of a training one.",
+        ),
     ],
 )
 def splits(
     context: AssetExecutionContext, db: Database, store: ObjectStoreResource, examples: dict
 ):
-    """Train / validation / gold splits by document (no document in two splits), JSONL in the object store."""
+    """The dataset version training reads: reviewed examples by split (train / validation / gold, no document in two), JSONL (chat) and Parquet, with a manifest."""
     handle = project_handle(context, db, store)
-    prefix = f"datasets/{examples['dataset_version']}"
+    config = dataset_settings(handle.settings)
+    generation = examples.get("generation") or examples["dataset_version"]
     with stage(context, handle, "splits") as figures:
-        rows = from_jsonl(handle.store.get_bytes(examples["examples_key"]))
-        assignment = assign_splits(sorted({r["document_id"] for r in rows}))
+        with handle.scope() as scope:
+            rows = dataset_rows(list(scope.examples(handle.project_id, generation)))
+        statuses = Counter(r["status"] for r in rows)
+        if config["review_policy"] == "wait" and statuses["pending"]:
+            raise dg.Failure(
+                f"{statuses['pending']} examples wait for review and the project's review policy "
+                "is `wait`: review them (GET /v1/projects/{project}/review) and run again",
+                metadata={"pending_review": statuses["pending"]},
+            )
+        policy = {
+            "review_policy": config["review_policy"],
+            "auto_accept_threshold": config["auto_accept_threshold"],
+        }
+        selected = [
+            r for r in rows if included(r, config["review_policy"], config["auto_accept_threshold"])
+        ]
+        version = reviewed_version(generation, selected, policy)
+        prefix = f"datasets/{version}"
         by_split: dict[str, list[dict]] = {s: [] for s in SPLITS}
-        for row in rows:
-            by_split[assignment[row["document_id"]]].append(row)
-        keys = {}
+        for row in selected:
+            by_split[row["split"]].append(row)
+        chunks = {
+            c["id"]: c["text"] for c in from_jsonl(handle.store.get_bytes(examples["chunks_key"]))
+        }
+        shown = {
+            s: {cid: chunks[cid] for r in by_split[s] for cid in r["context"] if cid in chunks}
+            for s in SPLITS
+        }
+        leaks = question_leaks(by_split["gold"], by_split["train"]) + context_leaks(
+            shown["gold"], shown["train"]
+        )
+        files: dict[str, dict[str, Any]] = {}
         for name, items in by_split.items():
-            keys[name] = f"{prefix}/{name}.jsonl"
-            handle.store.put_bytes(keys[name], to_jsonl(items))
-        docs_per_split = {s: sorted({r["document_id"] for r in by_split[s]}) for s in SPLITS}
+            items.sort(key=lambda r: r["id"])
+            exported = [export_row(r) for r in items]
+            jsonl = to_jsonl(exported)
+            parquet = to_parquet(exported)
+            handle.store.put_bytes(f"{prefix}/{name}.jsonl", jsonl)
+            handle.store.put_bytes(f"{prefix}/{name}.parquet", parquet)
+            files[name] = {
+                "key": f"{prefix}/{name}.jsonl",
+                "parquet_key": f"{prefix}/{name}.parquet",
+                "sha256": sha256_bytes(jsonl),
+                "parquet_sha256": sha256_bytes(parquet),
+                "examples": len(items),
+                "by_kind": dict(Counter(r["kind"] for r in items)),
+                "documents": sorted({r["document_id"] for r in items if r["document_id"]}),
+            }
+        all_rows = to_jsonl([export_row(r) for r in sorted(rows, key=lambda r: r["id"])])
+        handle.store.put_bytes(f"{prefix}/examples.jsonl", all_rows)
         manifest = {
-            "dataset_version": examples["dataset_version"],
-            "splits": {
-                s: {"key": keys[s], "examples": len(by_split[s]), "documents": docs_per_split[s]}
-                for s in SPLITS
+            "dataset_version": version,
+            "generation": generation,
+            "splits": files,
+            "counts": {
+                s: {"examples": files[s]["examples"], **files[s]["by_kind"]} for s in SPLITS
             },
+            "review": {"policy": policy, "statuses": dict(statuses), "selected": len(selected)},
+            "leaks": [leak.to_dict() for leak in leaks[:50]],
             "chunks_key": examples["chunks_key"],
+            "examples_key": f"{prefix}/examples.jsonl",
+            "examples_sha256": sha256_bytes(all_rows),
             "generator": examples["generator"],
             "chunker": examples["chunker"],
+            "scorer": examples.get("scorer"),
             "source_documents": examples["documents"],
+            "dagster_run_id": context.run.run_id,
         }
         handle.store.put_json(f"{prefix}/manifest.json", manifest)
-        figures.update({s: len(by_split[s]) for s in SPLITS})
+        with handle.scope() as scope:
+            scope.save_dataset_version(
+                handle.project_id,
+                version,
+                generation,
+                manifest_key=f"{prefix}/manifest.json",
+                manifest=manifest,
+                dagster_run_id=context.run.run_id,
+            )
+        figures.update({s: files[s]["examples"] for s in SPLITS}, dataset_version=version)
+    docs_per_split = {s: set(files[s]["documents"]) for s in SPLITS}
     seen: Counter[str] = Counter(d for docs in docs_per_split.values() for d in docs)
     crossing = [d for d, n in seen.items() if n > 1]
     yield dg.Output(
         manifest,
         metadata={
-            "dataset_version": examples["dataset_version"],
-            **{f"{s}_examples": len(by_split[s]) for s in SPLITS},
-            **{f"{s}_documents": len(docs_per_split[s]) for s in SPLITS},
+            "dataset_version": version,
+            "generation": generation,
+            **{f"{s}_examples": files[s]["examples"] for s in SPLITS},
+            **{f"{s}_documents": len(files[s]["documents"]) for s in SPLITS},
+            "pending_review": statuses["pending"],
+            "manifest_key": handle.store.key(f"{prefix}/manifest.json"),
         },
     )
     yield dg.AssetCheckResult(
@@ -201,4 +630,14 @@ def splits(
         passed=bool(by_split["gold"]),
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"gold_examples": len(by_split["gold"])},
+    )
+    yield dg.AssetCheckResult(
+        check_name="no_gold_leak",
+        passed=not leaks,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "question_leaks": sum(1 for leak in leaks if leak.kind == "question"),
+            "context_leaks": sum(1 for leak in leaks if leak.kind == "context"),
+            "examples": dg.MetadataValue.json([leak.to_dict() for leak in leaks[:10]]),
+        },
     )

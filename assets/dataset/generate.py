@@ -1,13 +1,17 @@
-"""Deterministic instruction generation: question/answer pairs read straight out of a chunk
-(FAQ entries, "Key: value" facts, table rows, headed sections), so every project gets a
-grounded dataset without a capable generator model."""
+"""Instruction generation behind one interface (`PairGenerator`: chunks in, question/answer
+pairs per chunk out), and the deterministic generator: pairs read straight out of a chunk (FAQ
+entries, definitions, "Key: value" facts, table rows, headed sections), so every project gets a
+grounded dataset without a capable generator model. The model-based generator lives in
+`model_generator.py`."""
 
 from __future__ import annotations
 
 import hashlib
 import random
 import re
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
 
 from assets.dataset.chunking import Chunk
 from assets.dataset.prompt import (
@@ -39,7 +43,8 @@ class QAPair:
 @dataclass(frozen=True)
 class Example:
     id: str
-    document_id: str
+    # None for refusal and escalation examples, which no document supports.
+    document_id: str | None
     chunk_id: str
     question: str
     answer: str
@@ -47,9 +52,33 @@ class Example:
     generator: str
     citations: list[str]
     messages: list[dict[str, str]]
+    split: str = "train"
+    scores: dict[str, Any] = field(default_factory=dict)
+    status: str = "auto_accepted"
+    review_reason: str | None = None
+    duplicate_of: str | None = None
+    # Chunks shown in the user turn (the cited one among distractors): the leak check reads them.
+    context: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class PairGenerator(Protocol):
+    """What every instruction generator does: for each chunk, the pairs grounded in it."""
+
+    name: str
+
+    def pairs(self, chunks: Sequence[Chunk]) -> list[list[QAPair]]: ...
+
+
+class DeterministicGenerator:
+    """Rules only: no model, same output for the same chunk."""
+
+    name = GENERATOR
+
+    def pairs(self, chunks: Sequence[Chunk]) -> list[list[QAPair]]:
+        return [qa_pairs(c) for c in chunks]
 
 
 def _clean(text: str) -> str:
@@ -171,24 +200,47 @@ def _example_id(chunk_id: str, question: str) -> str:
     return hashlib.sha256(f"{chunk_id}:{question}".encode()).hexdigest()[:20]
 
 
-def generate_examples(
-    chunks: list[Chunk],
+def context_messages(
+    question: str,
+    chunk: Chunk | None,
+    pool: Sequence[Chunk],
+    rng: random.Random,
+    distractors: int,
+    system_prompt: str,
+    answer: str,
+) -> tuple[list[dict[str, str]], list[str]]:
+    """Messages whose user turn holds `chunk` (if any) among `distractors` chunks of other
+    documents drawn from `pool`, shuffled; and the ids of the chunks shown."""
+    others = [c for c in pool if chunk is None or c.document_id != chunk.document_id]
+    context = ([chunk] if chunk is not None else []) + (
+        rng.sample(others, min(distractors, len(others))) if others else []
+    )
+    rng.shuffle(context)
+    passages = [ContextPassage(passage_label(c.filename, c.page), c.text) for c in context]
+    return build_messages(question, passages, system_prompt, answer), [c.id for c in context]
+
+
+def build_examples(
+    chunks: Sequence[Chunk],
+    pairs: Sequence[Sequence[QAPair]],
+    generator: str,
+    pool: Sequence[Chunk] | None = None,
     system_prompt: str = DEFAULT_SYSTEM_PROMPT,
     distractors: int = 1,
     seed: int = 0,
+    split: str = "train",
 ) -> list[Example]:
-    """Examples in chat format. Each user turn holds the supporting chunk among `distractors`
-    chunks of other documents (shuffled), so the model learns to pick the right passage."""
+    """Examples in chat format from each chunk's pairs. Distractors come from `pool` (by
+    default the chunks themselves): the caller passes the chunks of the same split only, so
+    no passage of one split is shown in another."""
     rng = random.Random(seed)
+    candidates = list(chunks if pool is None else pool)
     examples: list[Example] = []
-    for chunk in chunks:
-        others = [c for c in chunks if c.document_id != chunk.document_id]
-        for pair in qa_pairs(chunk):
-            context = [chunk] + (
-                rng.sample(others, min(distractors, len(others))) if others else []
+    for chunk, chunk_pairs in zip(chunks, pairs, strict=True):
+        for pair in chunk_pairs:
+            messages, context = context_messages(
+                pair.question, chunk, candidates, rng, distractors, system_prompt, pair.answer
             )
-            rng.shuffle(context)
-            passages = [ContextPassage(passage_label(c.filename, c.page), c.text) for c in context]
             examples.append(
                 Example(
                     id=_example_id(chunk.id, pair.question),
@@ -197,9 +249,24 @@ def generate_examples(
                     question=pair.question,
                     answer=pair.answer,
                     kind=pair.kind,
-                    generator=GENERATOR,
+                    generator=generator,
                     citations=[chunk.id],
-                    messages=build_messages(pair.question, passages, system_prompt, pair.answer),
+                    messages=messages,
+                    split=split,
+                    context=context,
                 )
             )
     return examples
+
+
+def generate_examples(
+    chunks: list[Chunk],
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    distractors: int = 1,
+    seed: int = 0,
+) -> list[Example]:
+    """Deterministic examples in chat format. Each user turn holds the supporting chunk among
+    `distractors` chunks of other documents (shuffled), so the model learns to pick the right
+    passage."""
+    pairs = DeterministicGenerator().pairs(chunks)
+    return build_examples(chunks, pairs, GENERATOR, chunks, system_prompt, distractors, seed)

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import math
 import random
+import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from assets.training.checkpoints import Checkpoints
 
 TRAINER_VERSION = "peft-packed-v2"
 
@@ -20,6 +23,7 @@ ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "d
 @dataclass(frozen=True)
 class TrainParams:
     max_steps: int = 30
+    epochs: float = 0  # when set, the run lasts this many passes over the data instead
     batch_size: int = 4
     learning_rate: float = 5e-4
     rank: int = 8
@@ -34,7 +38,8 @@ class TrainParams:
     qlora: bool = False
     gradient_checkpointing: bool = False
     device: str = "auto"  # auto | cpu | cuda
-    fused_kernels: bool = True  # Liger's RMSNorm / RoPE / SwiGLU kernels on CUDA when installed
+    fused_kernels: bool = True
+    validation_examples: int = 32  # validation loss on at most this many (seeded pick; 0: all)  # Liger's RMSNorm / RoPE / SwiGLU kernels on CUDA when installed
 
     def step_tokens(self) -> int:
         return self.batch_tokens or max(self.max_length, self.batch_size * self.max_length // 2)
@@ -51,6 +56,10 @@ class TrainResult:
     seconds: float
     trainable_parameters: int
     params: dict[str, Any] = field(default_factory=dict)
+    validation_losses: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from_step: int | None = None
+    checkpoints: list[str] = field(default_factory=list)
+    weights_sha256: str = ""  # of the trained LoRA weights (ranks of a data-parallel run agree)
 
     @property
     def tokens_per_second(self) -> float:
@@ -236,6 +245,22 @@ def _pad_id_of(model: Any) -> int:
     return pad if pad is not None else (getattr(config, "eos_token_id", None) or 0)
 
 
+def steps_per_epoch(train: list[dict], params: TrainParams) -> int:
+    """Optimiser steps one pass over `train` takes (packs with a label, or batches)."""
+    if not params.packing:
+        return max(1, math.ceil(len(train) / params.batch_size))
+    from assets.training.packing import iter_packs
+
+    return max(1, sum(1 for p in iter_packs(train, params.step_tokens()) if p.label_tokens))
+
+
+def total_steps(train: list[dict], params: TrainParams) -> int:
+    """`params.max_steps`, or `params.epochs` passes over the data when epochs are set."""
+    if params.epochs:
+        return max(1, math.ceil(params.epochs * steps_per_epoch(train, params)))
+    return params.max_steps
+
+
 def train_lora(
     model_path: Path,
     train_messages: list[list[dict[str, str]]],
@@ -243,10 +268,15 @@ def train_lora(
     output_dir: Path,
     params: TrainParams,
     on_step: Any = None,
+    checkpoints: Checkpoints | None = None,
+    on_event: Any = None,
 ) -> TrainResult:
     """Train a LoRA adapter on `train_messages` and save it (safetensors) to `output_dir`.
 
-    `on_step(step, loss, lr)` is called after every optimiser step."""
+    `on_step(info)` gets a dict after every optimiser step (step, steps, epoch, loss, lr,
+    tokens_per_second, eta_seconds); `on_event(kind, message, data)` gets resumes, checkpoints
+    and per-epoch validation losses. With `checkpoints`, the run starts from the latest
+    checkpoint there and saves one every `checkpoints.every` steps."""
     import torch
     from transformers import AutoTokenizer
 
@@ -265,6 +295,9 @@ def train_lora(
         for e in (encode_example(tokenizer, m, params.max_length) for m in validation_messages)
         if e is not None
     ]
+    if len(val) > params.validation_examples > 0:
+        val = random.Random(params.seed).sample(val, params.validation_examples)
+    params = replace(params, max_steps=total_steps(train, params))
     model, applied = load_for_training(model_path, params, device)
     if model.get_base_model().config.pad_token_id is None:
         model.get_base_model().config.pad_token_id = (
@@ -272,10 +305,25 @@ def train_lora(
         )
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     optimizer = make_optimizer(model, params, device)
-    steps = run_steps(model, optimizer, train, params, device, on_step)
-    validation_loss = _validation_loss(model, val, params, device)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(output_dir, safe_serialization=True)
+
+    def validate() -> float | None:
+        return _validation_loss(model, val, params, device)
+
+    steps = run_steps(
+        model,
+        optimizer,
+        train,
+        params,
+        device,
+        on_step,
+        checkpoints=checkpoints,
+        on_event=on_event,
+        validate=validate if val else None,
+    )
+    validation_loss = validate()
+    if distributed()[0] == 0:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(output_dir, safe_serialization=True)
     return TrainResult(
         steps=params.max_steps,
         losses=steps["losses"],
@@ -291,6 +339,10 @@ def train_lora(
             "step_tokens": params.step_tokens(),
             **applied,
         },
+        validation_losses=steps["validation_losses"],
+        resumed_from_step=steps["resumed_from_step"],
+        checkpoints=steps["checkpoints"],
+        weights_sha256=_weights_digest(model),
     )
 
 
@@ -304,6 +356,42 @@ def lr_schedule(params: TrainParams) -> Any:
     return lr_at
 
 
+def _save_checkpoint(
+    model: Any, optimizer: Any, state: dict[str, Any], checkpoints: Checkpoints
+) -> str:
+    import torch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        model.save_pretrained(folder, safe_serialization=True)
+        torch.save(
+            {
+                **state,
+                "optimizer": optimizer.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            },
+            folder / "trainer_state.pt",
+        )
+        return checkpoints.save(state["step"], folder)
+
+
+def _load_checkpoint(model: Any, optimizer: Any, folder: Path) -> dict[str, Any]:
+    import torch
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights = load_file(str(folder / "adapter_model.safetensors"))
+    set_peft_model_state_dict(model, weights)
+    state = torch.load(folder / "trainer_state.pt", weights_only=False)
+    optimizer.load_state_dict(state.pop("optimizer"))
+    torch.set_rng_state(state.pop("torch_rng"))
+    cuda_rng = state.pop("cuda_rng", None)
+    if cuda_rng is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda_rng)
+    return state
+
+
 def run_steps(
     model: Any,
     optimizer: Any,
@@ -311,21 +399,62 @@ def run_steps(
     params: TrainParams,
     device: str,
     on_step: Any = None,
+    checkpoints: Checkpoints | None = None,
+    on_event: Any = None,
+    validate: Any = None,
 ) -> dict[str, Any]:
     """`params.max_steps` optimiser steps over `train` (encoded examples), epoch after epoch in
     a seeded order: packed rows of at most `params.step_tokens()` tokens, or padded batches of
-    `params.batch_size` examples when packing is off."""
+    `params.batch_size` examples when packing is off. The order is a pure function of the seed,
+    so a resumed run skips the batches it already trained on and continues exactly."""
     import torch
 
     lr_at = lr_schedule(params)
     losses: list[float] = []
+    validation_losses: list[dict[str, Any]] = []
+    saved: list[str] = []
     tokens = 0
+    start = 0
+    prior_seconds = 0.0
+    if checkpoints is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            found = checkpoints.latest(Path(tmp))
+            if found is not None:
+                state = _load_checkpoint(model, optimizer, found[1])
+                start, losses, tokens = state["step"], list(state["losses"]), state["tokens"]
+                validation_losses = list(state.get("validation_losses", []))
+                prior_seconds = float(state.get("seconds", 0.0))
+                if on_event is not None:
+                    on_event(
+                        "resumed",
+                        f"resumed from the checkpoint at step {start}",
+                        {"step": start},
+                    )
+    rank, world = distributed()
+    # Data parallel (torchrun / accelerate launch): every rank walks the same seeded stream and
+    # takes every world-th batch, so a global step covers `world` batches.
     batches = _batches(train, params, _pad_id_of(model))
+    if world > 1:
+        batches = _every_nth(batches, rank, world)
+    epoch = 0
+    for _ in range(start):  # the batches trained on before the checkpoint
+        epoch, _batch = next(batches)
     started = time.perf_counter()
-    for step in range(params.max_steps):
+    for step in range(start, params.max_steps):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step)
-        batch = next(batches)
+        batch_epoch, batch = next(batches)
+        if batch_epoch != epoch:
+            if validate is not None:
+                loss_value = validate()
+                validation_losses.append({"epoch": epoch + 1, "step": step, "loss": loss_value})
+                if on_event is not None:
+                    on_event(
+                        "validation",
+                        f"epoch {epoch + 1} validation loss {loss_value:.4f}",
+                        validation_losses[-1],
+                    )
+            epoch = batch_epoch
         if params.packing:
             from assets.training.packing import packed_forward
 
@@ -336,31 +465,116 @@ def run_steps(
             loss = model(**batch).loss
             tokens += int(batch["attention_mask"].sum())
         loss.backward()
+        if world > 1:
+            loss = _average_gradients(model, loss, world)
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
+        elapsed = time.perf_counter() - started
+        done = step + 1
         if on_step is not None:
-            on_step(step + 1, losses[-1], lr_at(step))
-    return {"losses": losses, "tokens": tokens, "seconds": time.perf_counter() - started}
+            rate = (done - start) / elapsed if elapsed else 0.0
+            on_step(
+                {
+                    "step": done,
+                    "steps": params.max_steps,
+                    "epoch": epoch + 1,
+                    "loss": losses[-1],
+                    "lr": lr_at(step),
+                    "tokens_per_second": round(tokens / (prior_seconds + elapsed), 1),
+                    "eta_seconds": round((params.max_steps - done) / rate, 1) if rate else None,
+                }
+            )
+        if (
+            checkpoints is not None
+            and rank == 0
+            and done % checkpoints.every == 0
+            and done < params.max_steps
+        ):
+            key = _save_checkpoint(
+                model,
+                optimizer,
+                {
+                    "step": done,
+                    "losses": losses,
+                    "tokens": tokens,
+                    "seconds": prior_seconds + elapsed,
+                    "validation_losses": validation_losses,
+                },
+                checkpoints,
+            )
+            saved.append(key)
+            if on_event is not None:
+                on_event("checkpoint", f"checkpoint at step {done}", {"step": done, "key": key})
+    return {
+        "losses": losses,
+        "tokens": tokens,
+        "seconds": prior_seconds + time.perf_counter() - started,
+        "validation_losses": validation_losses,
+        "resumed_from_step": start or None,
+        "checkpoints": saved,
+    }
 
 
-def _batches(train: list[dict], params: TrainParams, pad_id: int) -> Iterator[Any]:
-    """Endless training batches (packs, or padded batches) in a seeded order; packs without a
-    labelled token are skipped."""
-    if params.packing:
-        from assets.training.packing import epoch_packs
-
-        yield from (
-            p for p in epoch_packs(train, params.step_tokens(), params.seed) if p.label_tokens
-        )
-        return
+def _batches(train: list[dict], params: TrainParams, pad_id: int) -> Iterator[tuple[int, Any]]:
+    """Endless (epoch, batch) pairs (packs, or padded batches) in a seeded order; packs without
+    a labelled token are skipped."""
     rng = random.Random(params.seed)
-    order: list[int] = []
+    epoch = 0
     while True:
-        if len(order) < params.batch_size:
-            epoch = list(range(len(train)))
-            rng.shuffle(epoch)
-            order.extend(epoch)
-        picked, order = order[: params.batch_size], order[params.batch_size :]
-        yield _collate([train[i] for i in picked], pad_id)
+        order = list(range(len(train)))
+        rng.shuffle(order)
+        if params.packing:
+            from assets.training.packing import iter_packs
+
+            for pack in iter_packs(train, params.step_tokens(), order):
+                if pack.label_tokens:
+                    yield epoch, pack
+        else:
+            for i in range(0, len(order), params.batch_size):
+                yield epoch, _collate([train[j] for j in order[i : i + params.batch_size]], pad_id)
+        epoch += 1
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size) when torch.distributed is initialised (torchrun, accelerate launch),
+    else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _every_nth(
+    batches: Iterator[tuple[int, Any]], rank: int, world: int
+) -> Iterator[tuple[int, Any]]:
+    while True:
+        group = [next(batches) for _ in range(world)]
+        yield group[rank]
+
+
+def _average_gradients(model: Any, loss: Any, world: int) -> Any:
+    """All-reduce the trainable (LoRA) gradients and the loss across ranks: plain data
+    parallelism through torch.distributed (NCCL on GPUs, Gloo on CPUs)."""
+    import torch.distributed as dist
+
+    grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
+    for grad in grads:
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        grad.div_(world)
+    mean = loss.detach().clone()
+    dist.all_reduce(mean, op=dist.ReduceOp.SUM)
+    return mean / world
+
+
+def _weights_digest(model: Any) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, param in sorted(model.named_parameters()):
+        if param.requires_grad:
+            digest.update(name.encode())
+            digest.update(param.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()

@@ -55,6 +55,10 @@ def test_upload_limits_and_run_failure_keep_what_is_stored(client):
     docs = client.get("/v1/projects/handbook/documents", headers=headers).json()
     assert [d["filename"] for d in docs] == ["a.txt"]
 
+    rights = client.put(
+        "/v1/projects/handbook/data-rights", json={"confirmed_by": "Jo Bloggs"}, headers=headers
+    )
+    assert rights.status_code == 200, rights.text
     run = client.post("/v1/projects/handbook/runs", json={"train_steps": 1}, headers=headers)
     assert run.status_code == 503 and run.json()["error"]["code"] == "orchestrator_unavailable"
     runs = client.get("/v1/projects/handbook/runs", headers=headers).json()

@@ -33,6 +33,7 @@ def test_definitions_resolve():
     checks = {c.name for c in graph.asset_check_keys}
     assert {
         "no_document_in_two_splits",
+        "no_gold_leak",
         "no_unredacted_pii",
         "quarantine_count",
         "dedupe_ratio",

@@ -28,6 +28,10 @@ def test_migrations_match_the_models_and_downgrade_cleanly(postgres_url):
         "run_events",
         "deployments",
         "audit_events",
+        "document_splits",
+        "dataset_examples",
+        "example_reviews",
+        "dataset_versions",
     } <= tables
     columns = {c["name"] for c in inspect(engine_for(postgres_url)).get_columns("documents")}
     assert {"tenant_id", "scan_status", "quality_score", "pii_summary", "similarity"} <= columns

@@ -220,6 +220,8 @@ def test_to_dict_round_trips() -> None:
     chunk = _chunks()[0]
     data = chunk.to_dict()
     assert set(data) == {
+        "kind",
+        "tokens",
         "id",
         "document_id",
         "filename",

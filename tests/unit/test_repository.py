@@ -393,3 +393,60 @@ def test_scope_refuses_writes_into_another_tenants_project(tmp_path) -> None:
             )
         with pytest.raises(PermissionError):
             scope_b.add_run_event(run_a.id, "status", "x")
+
+
+def _example_row(key: str, split: str = "train", score: float = 0.9) -> dict:
+    return {
+        "key": key,
+        "document_id": "doc-1",
+        "split": split,
+        "kind": "fact",
+        "generator": "deterministic-v1",
+        "question": f"Question {key}?",
+        "answer": "An answer.",
+        "messages": [{"role": "assistant", "content": "An answer."}],
+        "citations": ["c1"],
+        "context": ["c1"],
+        "scores": {"overall": score},
+        "score": score,
+        "status": "pending" if score < 0.6 else "auto_accepted",
+    }
+
+
+def test_dataset_rows_are_tenant_scoped_and_reviews_carry_over(db: Database) -> None:
+    with db.session() as session:
+        a, _ = create_tenant(session, "acme", "Acme")
+        b, _ = create_tenant(session, "globex", "Globex")
+        scope_a, scope_b = TenantScope(session, a.id), TenantScope(session, b.id)
+        project_a = scope_a.create_project("handbook", "Handbook", {})
+        project_b = scope_b.create_project("handbook", "Handbook", {})
+        scope_a.replace_examples(
+            project_a.id, "gen-1", [_example_row("k1", score=0.3), _example_row("k2")]
+        )
+        assert scope_a.freeze_document_splits(project_a.id, {"doc-1": "train"}) == 1
+        assert scope_a.freeze_document_splits(project_a.id, {"doc-1": "gold", "doc-2": "gold"}) == 1
+        assert scope_a.document_splits(project_a.id) == {"doc-1": "train", "doc-2": "gold"}
+        scope_a.save_dataset_version(project_a.id, "v1", "gen-1", manifest_key="m", manifest={})
+        row = scope_a.examples(project_a.id, "gen-1", status="pending")[0]
+        scope_a.review_example(row, "rejected", "ana")
+
+        # Another tenant reads none of it, even naming A's project id or example id.
+        assert scope_b.latest_generation(project_a.id) is None
+        assert scope_b.examples(project_a.id, "gen-1") == []
+        assert scope_b.example(project_a.id, row.id) is None
+        assert scope_b.dataset_versions(project_a.id) == []
+        assert scope_b.latest_reviews(project_a.id) == {}
+        assert scope_b.document_splits(project_a.id) == {}
+        with pytest.raises(PermissionError):
+            scope_b.replace_examples(project_a.id, "gen-1", [])
+        with pytest.raises(PermissionError):
+            scope_b.review_example(row, "approved", "mallory")
+        with pytest.raises(PermissionError):
+            scope_b.freeze_document_splits(project_a.id, {"doc-9": "gold"})
+        assert scope_b.latest_generation(project_b.id) is None
+
+        assert scope_a.latest_generation(project_a.id) == "gen-1"
+        assert scope_a.count_examples(project_a.id, "gen-1", status="rejected") == 1
+        assert scope_a.count_examples(project_a.id, "gen-1", min_score=0.5) == 1
+        assert scope_a.latest_reviews(project_a.id)["k1"].decision == "rejected"
+        assert row.reviewed_by == "ana" and row.reviewed_at is not None

@@ -1,0 +1,54 @@
+"""Review policy: which examples the training data holds, given scores and review decisions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+POLICIES = ("auto", "wait")
+DEFAULT_POLICY = "auto"
+DEFAULT_THRESHOLD = 0.6
+DEFAULT_SAMPLE_RATE = 0.05
+DECISIONS = ("approved", "rejected", "edited")
+# pending: in the review queue; auto_accepted: above the threshold and not sampled;
+# merged: a near-duplicate of a kept example.
+STATUSES = ("pending", "auto_accepted", "approved", "rejected", "edited", "merged")
+
+
+class ReviewPending(RuntimeError):
+    """The project waits for review and the queue is not empty."""
+
+
+def included(example: Mapping[str, Any], policy: str, threshold: float) -> bool:
+    """Approved and edited examples always; rejected and merged ones never. Otherwise, under
+    `auto`, any example scoring at least `threshold` (sampled ones too, until a reviewer says
+    otherwise); under `wait`, only auto-accepted ones (the queue must be cleared first)."""
+    status = example["status"]
+    if status in ("approved", "edited"):
+        return True
+    if status in ("rejected", "merged"):
+        return False
+    overall = float((example.get("scores") or {}).get("overall") or 0.0)
+    if policy == "wait":
+        return status == "auto_accepted"
+    return overall >= threshold
+
+
+def apply_decision(example: dict[str, Any], decision: Mapping[str, Any]) -> dict[str, Any]:
+    """An example with a review decision applied (edits replace the question/answer in its
+    messages too)."""
+    out = dict(example)
+    out["status"] = decision["decision"]
+    if decision["decision"] == "edited":
+        question = decision.get("question") or example["question"]
+        answer = decision.get("answer") or example["answer"]
+        messages = [dict(m) for m in example["messages"]]
+        for m in messages:
+            if m["role"] == "user":
+                m["content"] = m["content"].replace(
+                    f"Question: {example['question']}", f"Question: {question}"
+                )
+            elif m["role"] == "assistant":
+                m["content"] = answer
+        out.update(question=question, answer=answer, messages=messages)
+    return out
