@@ -18,7 +18,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from resources.model_runtime import DEFAULT_BASE_MODEL_ID, ModelNotAvailable, resolve_base_model
+from resources.model_runtime import (
+    DEFAULT_BASE_MODEL_ID,
+    ModelNotAvailable,
+    packaged_gguf,
+    resolve_base_model,
+)
 from resources.settings import get_settings
 from resources.tables import ApprovedModel, Tenant
 
@@ -92,7 +97,16 @@ def ensure_registry(session: Session) -> None:
     """The default model, and the operator's file of entries, present in the table."""
     if session.get(ApprovedModel, DEFAULT_MODEL.id) is None:
         has_default = session.scalar(select(ApprovedModel).where(ApprovedModel.is_default))
-        _upsert(session, ModelEntry(**{**asdict(DEFAULT_MODEL), "is_default": not has_default}))
+        try:
+            size: int | None = packaged_gguf().stat().st_size
+        except (ModelNotAvailable, OSError):
+            size = None
+        _upsert(
+            session,
+            ModelEntry(
+                **{**asdict(DEFAULT_MODEL), "is_default": not has_default, "size_bytes": size}
+            ),
+        )
     path = get_settings().approved_models_file
     if path:
         try:

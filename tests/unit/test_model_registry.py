@@ -54,6 +54,8 @@ def test_smollm2_is_approved_by_default(db: Database) -> None:
         row = check_approved(session, tenant, None)
         assert row.id == DEFAULT_MODEL.id == default_model(session).id
         assert row.source_kind == "package" and row.licence == "Apache-2.0"
+        assert row.size_bytes and row.size_bytes > 50_000_000  # the packaged GGUF
+        assert row.parameters == 134_515_008 and row.context_length == 8192
         assert [m.id for m in models_for(session, tenant)] == [DEFAULT_MODEL.id]
 
 
