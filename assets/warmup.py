@@ -2,10 +2,9 @@
 
 A run that onboards a few new documents spends more time loading the language model, spaCy
 and Presidio than processing the documents; loading them while the scanner and the
-extraction worker are busy takes most of that off the run's critical path. Two threads: the
-language model is needed first (by normalized_documents), and its load (file reads, and LZMA
-decompression the first time) runs mostly outside the GIL, beside the Presidio and spaCy
-imports, which hold it."""
+extraction worker are busy takes most of that off the run's critical path. The language model
+loads in a thread; Presidio and spaCy, whose imports hold the interpreter lock for about a
+second, load in the PII worker process, which then screens the run's new texts."""
 
 from __future__ import annotations
 
@@ -22,25 +21,25 @@ def _load_language_model() -> None:
     detect_language("A short English sentence to load the language model.")
 
 
-def _load_pii_screener() -> None:
-    from assets.pii.screen import PiiScreener
-
-    # The spaCy engine and the analyzer for projects without recognizers of their own.
-    PiiScreener()
-    # What was just loaded (~200K objects) stays for the process's life: out of the cyclic
-    # collector's way, as pipelines/definitions.py does for the libraries it imports.
+def _load_language_model_and_freeze() -> None:
+    _load_language_model()
+    # What was just loaded stays for the process's life: out of the cyclic collector's way,
+    # as pipelines/definitions.py does for the libraries it imports.
     gc.freeze()
 
 
 def prewarm() -> None:
-    """Start loading once per process; returns at once."""
+    """Start loading once per process; returns at once. The language model loads in a thread
+    (needed first, mostly outside the interpreter lock); Presidio and spaCy load in the PII
+    worker process (`assets/pii/worker.py`), on the other core."""
     global _started
     with _lock:
         if _started:
             return
         _started = True
-    for name, target in (
-        ("prewarm-language-model", _load_language_model),
-        ("prewarm-pii-screener", _load_pii_screener),
-    ):
-        threading.Thread(target=target, name=name, daemon=True).start()
+    from assets.pii.worker import worker
+
+    worker().start()
+    threading.Thread(
+        target=_load_language_model_and_freeze, name="prewarm-language-model", daemon=True
+    ).start()

@@ -9,7 +9,7 @@ import dagster as dg
 from dagster import AssetExecutionContext
 
 from assets.pii.recognizers import CustomRecognizer
-from assets.privacy.screening import screen_texts
+from assets.privacy.screening import Screened, screen_texts
 from assets.project import project_handle, stage
 from pipelines.partitions import tenant_project
 from resources.database import Database
@@ -33,6 +33,24 @@ def screening_config(settings: dict) -> tuple[str, list[CustomRecognizer], str]:
         [SCREEN_VERSION, policy, settings.get("pii_recognizers") or []], sort_keys=True
     )
     return policy, custom, hashlib.sha256(basis.encode()).hexdigest()[:12]
+
+
+def _screen(
+    context: AssetExecutionContext, texts: list[str], policy: str, custom: list[CustomRecognizer]
+) -> list[Screened]:
+    """Screen in the PII worker process (loaded while the run worked); in this process if the
+    worker fails. The same code screens either way (`screen_texts`)."""
+    if not texts:
+        return []
+    from assets.pii.worker import PiiWorkerError, worker
+
+    try:
+        return worker().screen(texts, policy, custom)
+    except PiiWorkerError as exc:
+        context.log.warning(f"PII worker failed ({exc}); screening in the run's process")
+    from assets.pii.screen import PiiScreener
+
+    return screen_texts(texts, policy, PiiScreener(custom=custom))
 
 
 @dg.asset(partitions_def=tenant_project, group_name="privacy", kinds={"python"})
@@ -65,17 +83,9 @@ def pii_screened_documents(
             else:
                 pending.append((doc, key, None))
         fresh = [(doc, key) for doc, key, cached in pending if cached is None]
-        screener = None
-        if fresh:
-            from assets.pii.screen import PiiScreener
-
-            screener = PiiScreener(custom=custom)
         pages_of = {doc["id"]: handle.store.get_json(doc["key"])["pages"] for doc, _ in fresh}
-        outcomes = iter(
-            screen_texts(
-                [p["text"] for doc, _ in fresh for p in pages_of[doc["id"]]], policy, screener
-            )
-        )
+        texts = [p["text"] for doc, _ in fresh for p in pages_of[doc["id"]]]
+        outcomes = iter(_screen(context, texts, policy, custom))
         screened = {}
         for doc, key in fresh:
             pages, statuses, summary = [], [], Counter()

@@ -78,10 +78,10 @@ def test_pymupdf_loads_without_its_layout_analyser() -> None:
     assert found == {"layout": False, "onnx": False, "left_in_sys_modules": [], "same": True}
 
 
-def test_prewarm_loads_the_language_model_and_presidio_once() -> None:
+def test_prewarm_loads_the_language_model_here_and_presidio_in_the_worker() -> None:
     found = _run(
         """
-        import gc, json, threading
+        import gc, json, threading, sys
         from assets import warmup
         warmup.prewarm()
         warmup.prewarm()
@@ -89,24 +89,62 @@ def test_prewarm_loads_the_language_model_and_presidio_once() -> None:
         for thread in threading.enumerate():
             if thread.name.startswith("prewarm-"):
                 thread.join(120)
-        from assets.pii import screen
+        from assets.pii.worker import worker
         from assets.quality import score
+        started = worker().started
+        results = worker().screen(["Call Jane Smith on Monday."], "redact", [])
         print(json.dumps({
             "threads": sorted(names),
             "language_model": score._identifier_instance is not None,
-            "nlp_engine": screen._NLP_ENGINE is not None,
-            "analyzers": len(screen._ANALYZERS),
+            "worker": started,
+            "presidio_here": "presidio_analyzer" in sys.modules or "spacy" in sys.modules,
+            "redacted": "Jane Smith" not in results[0].text and "<PERSON>" in results[0].text,
+            "status": results[0].status,
             "frozen": gc.get_freeze_count() > 0,
         }))
         """
     )
     assert found == {
-        "threads": ["prewarm-language-model", "prewarm-pii-screener"],
+        "threads": ["prewarm-language-model"],
         "language_model": True,
-        "nlp_engine": True,
-        "analyzers": 1,
+        "worker": True,
+        "presidio_here": False,  # the run's own process never pays for Presidio and spaCy
+        "redacted": True,
+        "status": "redacted",
         "frozen": True,
     }
+
+
+def test_pii_worker_gives_the_in_process_results_and_survives_bad_input() -> None:
+    from assets.pii.recognizers import CustomRecognizer
+    from assets.pii.screen import PiiScreener
+    from assets.pii.worker import PiiWorker, PiiWorkerError
+    from assets.privacy.screening import screen_texts
+
+    texts = [
+        "Jane Smith joined on 3 March.\n\nHer employee id is EMP-123456.",
+        "No personal data here.",
+        "",
+    ]
+    custom = [CustomRecognizer(name="employee_id", entity_type="EMPLOYEE_ID", pattern=r"EMP-\d{6}")]
+    here = screen_texts(texts, "redact", PiiScreener(custom=custom))
+    pool = PiiWorker()
+    try:
+        there = pool.screen(texts, "redact", custom)
+        assert [(s.text, s.status, s.summary) for s in there] == [
+            (s.text, s.status, s.summary) for s in here
+        ]
+        assert "EMP-123456" not in there[0].text and "<EMPLOYEE_ID>" in there[0].text
+        with pytest.raises(PiiWorkerError, match="policy"):
+            pool.screen(["Jane Smith"], "shred", [])
+        assert pool.started  # a bad request costs the request, not the worker
+        pool._proc.kill()  # type: ignore[union-attr]
+        pool._proc.wait()  # type: ignore[union-attr]
+        assert not pool.started
+        # a dead worker is started again by the next request
+        assert pool.screen(["Jane Smith called."], "redact", [])[0].status == "redacted"
+    finally:
+        pool.stop()
 
 
 SAMPLES = [
