@@ -30,9 +30,7 @@ import json
 import os
 import random
 import re
-import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -40,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from train_gpu import LORA  # noqa: E402  (same LoRA settings as the GPU benchmark)
+from train_gpu import LORA, measure  # noqa: E402  (the GPU benchmark's LoRA and runner)
 
 CORPUS = ROOT / "sample_data" / "acme-handbook"
 SEQ = 1024
@@ -207,25 +205,6 @@ def worker(spec: dict) -> dict:
     }
 
 
-def measure(spec: dict, timeout: float = 900) -> dict:
-    """One measurement in a fresh process; an error or a timeout is recorded, not raised."""
-    started = time.perf_counter()
-    try:
-        proc = subprocess.run(
-            [sys.executable, __file__, "--worker", json.dumps(spec)],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=ROOT,
-        )
-    except subprocess.TimeoutExpired:
-        return {**spec, "error": f"timed out after {timeout:.0f} s"}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        return {**spec, "error": (proc.stderr or proc.stdout)[-1500:]}
-    return {**spec, **json.loads(lines[-1]), "wall_s": round(time.perf_counter() - started, 1)}
-
-
 # --- the benchmark ---------------------------------------------------------------------------
 
 
@@ -283,7 +262,7 @@ def main() -> None:
             ]
     results = []
     for spec in plan:
-        results.append(measure(spec))
+        results.append(measure(spec, timeout=900, script=__file__))
         print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     report = {
         "device": "cpu",

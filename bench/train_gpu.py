@@ -277,12 +277,13 @@ def worker(spec: dict) -> dict:
     )
 
 
-def measure(spec: dict, timeout: float) -> dict:
-    """One measurement in a fresh process; an error or a timeout is recorded, not raised."""
+def measure(spec: dict, timeout: float, script: str = __file__) -> dict:
+    """One measurement: `script --worker SPEC` in a fresh process (bench/train.py uses this
+    too); an error or a timeout is recorded, not raised."""
     started = time.perf_counter()
     try:
         proc = subprocess.run(
-            [sys.executable, __file__, "--worker", json.dumps(spec)],
+            [sys.executable, script, "--worker", json.dumps(spec)],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -293,9 +294,7 @@ def measure(spec: dict, timeout: float) -> dict:
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         return {**spec, "error": (proc.stderr or proc.stdout)[-1500:]}
-    result = json.loads(lines[-1])
-    result["wall_s"] = round(time.perf_counter() - started, 1)
-    return {**spec, **result}
+    return {**spec, **json.loads(lines[-1]), "wall_s": round(time.perf_counter() - started, 1)}
 
 
 def main() -> None:
