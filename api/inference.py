@@ -7,7 +7,9 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from api.auth import Principal
 from api.errors import BadRequest, NotFound
@@ -42,6 +44,15 @@ class Answer:
     prompt_tokens: int
     completion_tokens: int
     seconds: float
+
+
+@dataclass(frozen=True)
+class Prepared:
+    messages: list[dict[str, str]]
+    refusal: str | None  # low retrieval confidence: this text instead of a generation
+    citations: list[dict]
+    adapter_dir: Path | None
+    max_new_tokens: int
 
 
 class InferenceService:
@@ -101,25 +112,45 @@ class InferenceService:
                 self._indexes.popitem(last=False)
         return index
 
-    def answer(self, target: Target, question: str, max_tokens: int | None) -> Answer:
-        started = time.perf_counter()
+    def prepare(self, target: Target, question: str, max_tokens: int | None) -> Prepared:
+        """Retrieval and prompt for one question: what `answer` and `stream` generate from."""
         pstore = ProjectStore(self.store, target.tenant, target.project)
         retrieved = self._index(pstore, target.manifest).retrieve(question, k=3)
         if not retrieved:
             refusal = target.project_settings.get("refusal_text") or DEFAULT_REFUSAL
-            return Answer(refusal, [], False, 0, 0, time.perf_counter() - started)
+            return Prepared([], refusal, [], None, 0)
         system_prompt = target.project_settings.get("system_prompt") or DEFAULT_SYSTEM_PROMPT
-        messages = grounded_messages(question, retrieved, system_prompt)
         adapter_dir = local_adapter_dir(
             pstore, target.manifest, get_settings().home / "cache" / "adapters"
         )
+        return Prepared(
+            grounded_messages(question, retrieved, system_prompt),
+            None,
+            [r.citation() for r in retrieved],
+            adapter_dir,
+            min(max_tokens or 160, MAX_NEW_TOKENS),
+        )
+
+    def stream(self, prepared: Prepared) -> Iterator[str]:
+        """The answer's text as it is generated (the refusal text in one piece)."""
+        if prepared.refusal is not None:
+            yield prepared.refusal
+            return
+        engine = get_engine(resolve_base_model()[1])
+        yield from engine.stream(prepared.messages, prepared.adapter_dir, prepared.max_new_tokens)
+
+    def answer(self, target: Target, question: str, max_tokens: int | None) -> Answer:
+        started = time.perf_counter()
+        prepared = self.prepare(target, question, max_tokens)
+        if prepared.refusal is not None:
+            return Answer(prepared.refusal, [], False, 0, 0, time.perf_counter() - started)
         engine = get_engine(resolve_base_model()[1])
         generation = engine.generate(
-            [messages], adapter_dir, max_new_tokens=min(max_tokens or 160, MAX_NEW_TOKENS)
+            [prepared.messages], prepared.adapter_dir, max_new_tokens=prepared.max_new_tokens
         )[0]
         return Answer(
             text=generation.text,
-            citations=[r.citation() for r in retrieved],
+            citations=prepared.citations,
             grounded=True,
             prompt_tokens=generation.prompt_tokens,
             completion_tokens=generation.completion_tokens,
@@ -154,3 +185,36 @@ def completion_body(model: str, target: Target, answer: Answer) -> dict:
             "latency_seconds": round(answer.seconds, 3),
         },
     }
+
+
+def stream_events(
+    model: str, target: Target, prepared: Prepared, pieces: Iterator[str]
+) -> Iterator[str]:
+    """The OpenAI chat.completion.chunk stream as server-sent events: the role (with our
+    citations), the text as it is generated, the finish, then `[DONE]`."""
+    import json
+
+    base = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+    }
+
+    def event(delta: dict, finish: str | None = None, **extra: object) -> str:
+        body = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+        return f"data: {json.dumps(body)}\n\n"
+
+    yield event(
+        {"role": "assistant", "content": ""},
+        citations=prepared.citations,
+        privatune={
+            "deployment_version": target.version,
+            "adapter_version": target.manifest.get("adapter_version"),
+            "grounded": prepared.refusal is None,
+        },
+    )
+    for piece in pieces:
+        yield event({"content": piece})
+    yield event({}, "stop")
+    yield "data: [DONE]\n\n"

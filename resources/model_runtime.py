@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,6 +197,62 @@ class ChatEngine:
                         )
                     )
         return results
+
+    def stream(
+        self,
+        conversation: list[dict[str, str]],
+        adapter_dir: Path | None = None,
+        max_new_tokens: int = 96,
+    ) -> Iterator[str]:
+        """Greedy completion of one conversation as text pieces, as they are generated: the
+        same text `generate` gives. The engine stays locked (one adapter at a time) until the
+        generation ends, also when the caller stops reading early."""
+        import contextlib
+
+        import torch
+        from transformers import TextIteratorStreamer
+
+        streamer = TextIteratorStreamer(
+            self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300
+        )
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with self._lock:
+                    name = self._select(adapter_dir)
+                    use_base = name is None and self.model is not self.base
+                    prompt = self.tokenizer.apply_chat_template(
+                        conversation, add_generation_prompt=True, tokenize=False
+                    )
+                    enc = self.tokenizer(
+                        [prompt], return_tensors="pt", add_special_tokens=False
+                    ).to(self.device)
+                    ctx = self.model.disable_adapter() if use_base else contextlib.nullcontext()
+                    with ctx, torch.inference_mode():
+                        self.model.generate(
+                            **enc,
+                            max_new_tokens=max_new_tokens,
+                            do_sample=False,
+                            pad_token_id=self.tokenizer.pad_token_id,
+                            streamer=streamer,
+                        )
+            except BaseException as exc:  # surfaced to the reader below
+                failure.append(exc)
+                streamer.end()
+
+        worker = threading.Thread(target=run, name="chat-stream", daemon=True)
+        worker.start()
+        started = False
+        for piece in streamer:
+            if not started:  # `generate` strips the leading whitespace of the answer
+                piece = piece.lstrip()
+                started = bool(piece)
+            if piece:
+                yield piece
+        worker.join()
+        if failure:
+            raise failure[0]
 
 
 _engines: dict[tuple[str, str], ChatEngine] = {}

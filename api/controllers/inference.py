@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from litestar import Controller, get, post
+from litestar.response import Stream
 
 from api import schemas
 from api.auth import Principal
 from api.errors import BadRequest
-from api.inference import InferenceService, completion_body
+from api.inference import InferenceService, completion_body, stream_events
 from resources.database import Database
 from resources.repository import TenantScope
 
@@ -24,12 +25,10 @@ class InferenceController(Controller):
     )
     def chat(
         self, data: schemas.ChatCompletionRequest, principal: Principal, inference: InferenceService
-    ) -> dict:
-        """Answer the last user message from the project's deployment, grounded on its documents, with citations."""
-        if data.stream:
-            raise BadRequest(
-                "streaming is not supported yet: send stream=false", code="stream_not_supported"
-            )
+    ) -> dict | Stream:
+        """Answer the last user message from the project's deployment, grounded on its
+        documents, with citations; `stream: true` sends the answer as server-sent events
+        (OpenAI `chat.completion.chunk`s, citations in the first)."""
         if data.max_tokens is not None and data.max_tokens < 1:
             raise BadRequest("max_tokens must be at least 1", code="invalid_request")
         questions = [m.content for m in data.messages if m.role == "user" and m.content.strip()]
@@ -38,6 +37,13 @@ class InferenceController(Controller):
                 "messages must contain a non-empty user message", code="no_user_message"
             )
         target = inference.resolve(principal, data.model)
+        if data.stream:
+            prepared = inference.prepare(target, questions[-1], data.max_tokens)
+            return Stream(
+                stream_events(data.model, target, prepared, inference.stream(prepared)),
+                media_type="text/event-stream",
+                headers={"cache-control": "no-cache"},
+            )
         answer = inference.answer(target, questions[-1], data.max_tokens)
         return completion_body(data.model, target, answer)
 

@@ -152,6 +152,31 @@ def test_upload_materialise_chat_and_isolation(api: httpx.Client):
     assert "annual-leave-policy.docx" in [c["filename"] for c in body["citations"][:2]]
     assert body["usage"]["completion_tokens"] > 0
 
+    # The official OpenAI client, plain and streamed: the stream carries the same answer.
+    from openai import NotFoundError, OpenAI
+
+    key = a["Authorization"].split()[1]
+    client = OpenAI(base_url=f"{api.base_url}/v1", api_key=key, timeout=300, max_retries=0)
+    question = [{"role": "user", "content": "How much annual leave can I carry over?"}]
+    whole = client.chat.completions.create(model="acme/handbook", messages=question)
+    text = whole.choices[0].message.content
+    assert text and whole.choices[0].finish_reason == "stop"
+    chunks = list(
+        client.chat.completions.create(model="acme/handbook", messages=question, stream=True)
+    )
+    assert chunks[0].choices[0].delta.role == "assistant"
+    cited = [c["filename"] for c in chunks[0].model_extra["citations"]]
+    assert "annual-leave-policy.docx" in cited
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert len([c for c in chunks if c.choices[0].delta.content]) > 1  # sent in pieces
+    assert streamed.strip() == text  # greedy decoding: the same answer either way
+    assert [m.id for m in client.models.list()] == ["acme/handbook"]
+    b_key = b["Authorization"].split()[1]
+    intruder = OpenAI(base_url=f"{api.base_url}/v1", api_key=b_key, max_retries=0)
+    with pytest.raises(NotFoundError):
+        intruder.chat.completions.create(model="acme/handbook", messages=question, stream=True)
+
     pinned = api.post(
         "/v1/chat/completions",
         json={

@@ -92,7 +92,8 @@ def test_validation_and_unknown_resources(client):
         },
         headers=headers,
     )
-    assert stream.status_code == 400 and stream.json()["error"]["code"] == "stream_not_supported"
+    # a streamed request is refused the same way, as JSON, before any event is sent
+    assert stream.status_code == 404 and stream.json()["error"]["code"] == "no_deployment"
 
 
 def test_admin_token_guards_tenant_creation(client, monkeypatch):
