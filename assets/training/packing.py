@@ -20,7 +20,6 @@ Why each piece matters, measured in `bench/train.py` (CPU) and `bench/train_gpu.
 from __future__ import annotations
 
 import inspect
-import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,7 +73,8 @@ def build_pack(examples: Sequence[dict]) -> Pack:
 def iter_packs(
     examples: Sequence[dict], token_budget: int, order: Sequence[int] | None = None
 ) -> Iterator[Pack]:
-    """Greedy packing in the given order, lazily: each pack takes the next examples while they
+    """Greedy packing in the given order, lazily (the trainer walks a seeded order per epoch):
+    each pack takes the next examples while they
     fit in `token_budget` tokens. An example longer than the budget gets a pack of its own
     (callers cap example length at the sequence length, which is at most the budget)."""
     if token_budget <= 0:
@@ -97,15 +97,6 @@ def pack_examples(
     examples: Sequence[dict], token_budget: int, order: Sequence[int] | None = None
 ) -> list[Pack]:
     return list(iter_packs(examples, token_budget, order))
-
-
-def epoch_packs(examples: Sequence[dict], token_budget: int, seed: int) -> Iterator[Pack]:
-    """Endless packs, epoch after epoch, each epoch a fresh deterministic shuffle."""
-    rng = random.Random(seed)
-    while True:
-        order = list(range(len(examples)))
-        rng.shuffle(order)
-        yield from iter_packs(examples, token_budget, order)
 
 
 # --- attention -----------------------------------------------------------------------------

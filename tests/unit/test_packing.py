@@ -61,17 +61,21 @@ def test_packs_respect_the_budget_and_restart_positions() -> None:
     )
 
 
-def test_epoch_packs_are_deterministic_and_cover_every_example() -> None:
+def test_training_batches_are_deterministic_and_cover_every_example() -> None:
+    from assets.training.trainer import _batches
+
     examples = _examples([10 + i for i in range(40)])
-    a = packing.epoch_packs(examples, 64, seed=3)
-    b = packing.epoch_packs(examples, 64, seed=3)
-    first_a = [next(a) for _ in range(12)]
-    first_b = [next(b) for _ in range(12)]
-    assert [p.input_ids for p in first_a] == [p.input_ids for p in first_b]
-    seen: list[int] = []
-    for p in packing.pack_examples(examples, 64, list(range(40))):
-        seen.extend(p.lengths)
-    assert sorted(seen) == sorted(len(e["input_ids"]) for e in examples)
+    params = TrainParams(batch_tokens=64, seed=3)
+    a, b = _batches(examples, params, 0), _batches(examples, params, 0)
+    first_a = [next(a) for _ in range(30)]
+    first_b = [next(b) for _ in range(30)]
+    assert [(e, p.input_ids) for e, p in first_a] == [(e, p.input_ids) for e, p in first_b]
+    epoch0 = [p for e, p in first_a if e == 0]
+    assert 1 in {e for e, _ in first_a}  # 30 packs of <= 64 tokens run into a second epoch
+    seen = sorted(n for p in epoch0 for n in p.lengths)
+    assert seen == sorted(len(e["input_ids"]) for e in examples)  # one epoch: each example once
+    other = _batches(examples, TrainParams(batch_tokens=64, seed=4), 0)
+    assert [next(other)[1].input_ids for _ in range(5)] != [p.input_ids for _, p in first_a[:5]]
 
 
 def test_packed_loss_and_grads_equal_the_padded_batch() -> None:
