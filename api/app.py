@@ -9,7 +9,7 @@ from litestar.openapi import OpenAPIConfig
 
 from api.auth import provide_principal
 from api.controllers.datasets import DatasetController, ReviewController
-from api.controllers.deployments import DeploymentController
+from api.controllers.deployments import DeploymentController, EvaluationController
 from api.controllers.documents import DocumentController
 from api.controllers.inference import InferenceController
 from api.controllers.projects import ProjectController
@@ -61,6 +61,7 @@ def create_app(
             DatasetController,
             ReviewController,
             DeploymentController,
+            EvaluationController,
             InferenceController,
             DataRightsController,
             BaseModelController,

@@ -209,9 +209,31 @@ def run_demo(
     documents = http.get("/v1/projects/handbook/documents").json()
     failed = [d for d in documents if d["status"] == "failed"]
     print(f"\ndocuments: {len(documents)} uploaded, {len(failed)} failed")
+    evaluations = http.get("/v1/projects/handbook/evaluations").json()
+    if evaluations:
+        latest = evaluations[0]
+        print(
+            f"evaluation of adapter {latest['adapter_version']} on {latest['questions']} gold "
+            f"questions (vs {latest['compared_with']}): promotion gate "
+            + ("passed" if latest["passed"] else "blocked: " + "; ".join(latest["reasons"]))
+        )
+        keys = (
+            "semantic_similarity",
+            "fuzzy_match",
+            "refusal_accuracy",
+            "citation_accuracy",
+            "unsupported_claim_rate",
+            "latency_p95_s",
+        )
+        print(f"  {'system':<10}" + "".join(f"{k.replace('_', ' '):>24}" for k in keys))
+        for system, figures in latest["summary"].items():
+            print(f"  {system:<10}" + "".join(f"{figures.get(k, 0.0):>24.3f}" for k in keys))
     deployments = http.get("/v1/projects/handbook/deployments").json()
-    active = next(d for d in deployments if d["status"] == "active")
-    print(f"active deployment {active['model']}: {active['metrics']}\n")
+    active = next((d for d in deployments if d["status"] == "active"), None)
+    if active is None:
+        print("\nno active deployment: the promotion gate blocked the adapter (see above)")
+        return 1
+    print(f"\nactive deployment {active['model']} (runtime {active['runtime']['kind']})\n")
 
     for question in QUESTIONS:
         answer = http.post(
@@ -226,6 +248,8 @@ def run_demo(
         body = answer.json()
         print(f"Q: {question}")
         print(f"A: {body['choices'][0]['message']['content']}")
+        if not body["privatune"]["grounded"]:
+            print("   (refused: low retrieval confidence)")
         for c in body["citations"]:
             print(
                 f"   cited: {c['filename']}, page {c['page']}, chars {c['start']}-{c['end']} (score {c['score']:.2f})"

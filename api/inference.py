@@ -9,18 +9,19 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 from api.auth import Principal
-from api.errors import BadRequest, NotFound
+from api.errors import BadRequest, NotFound, ServiceUnavailable
 from assets.dataset.assets import from_jsonl
-from assets.dataset.prompt import DEFAULT_REFUSAL, DEFAULT_SYSTEM_PROMPT
-from assets.deployment.artifacts import local_adapter_dir
-from assets.retrieval.grounding import GroundingIndex, grounded_messages
+from assets.deployment.artifacts import adapter_ref
+from assets.retrieval.answering import Answering, Prepared
+from assets.retrieval.grounding import GroundingIndex
 from resources.database import Database
-from resources.model_runtime import get_engine, resolve_base_model
+from resources.model_runtime import resolve_base_model
 from resources.object_store import ObjectStore, ProjectStore
 from resources.repository import TenantScope
+from resources.runtimes import RuntimeSpec, RuntimeUnavailable, get_runtime
 from resources.settings import get_settings
 
 _MODEL = re.compile(r"^(?P<tenant>[a-z0-9-]+)/(?P<project>[a-z0-9-]+)(?:@(?P<version>\d+))?$")
@@ -44,22 +45,32 @@ class Answer:
     prompt_tokens: int
     completion_tokens: int
     seconds: float
+    confidence: float = 0.0
 
 
 @dataclass(frozen=True)
-class Prepared:
-    messages: list[dict[str, str]]
-    refusal: str | None  # low retrieval confidence: this text instead of a generation
-    citations: list[dict]
-    adapter_dir: Path | None
+class Served:
+    """One question made ready: retrieval done, and the runtime and adapter that answer it."""
+
+    prepared: Prepared
+    runtime: Any
+    adapter: Any
     max_new_tokens: int
+
+    @property
+    def refusal(self) -> str | None:
+        return self.prepared.refusal
+
+    @property
+    def citations(self) -> list[dict]:
+        return self.prepared.citations
 
 
 class InferenceService:
     def __init__(self, db: Database, store: ObjectStore, index_cache_size: int = 32) -> None:
         self.db = db
         self.store = store
-        self._indexes: OrderedDict[tuple[str, str, str], GroundingIndex] = OrderedDict()
+        self._indexes: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
         self._lock = threading.Lock()
         self._cache_size = index_cache_size
 
@@ -99,62 +110,86 @@ class InferenceService:
                 dict(deployment.manifest),
             )
 
-    def _index(self, pstore: ProjectStore, manifest: dict) -> GroundingIndex:
-        key = (pstore.tenant, pstore.project, manifest["dataset_version"])
+    def _index(self, pstore: ProjectStore, manifest: dict) -> Any:
+        """The deployment's retrieval index (hybrid; deployments packaged before the index
+        asset existed fall back to lexical search over their chunks)."""
+        version = manifest.get("index_version") or manifest["dataset_version"]
+        key = (pstore.tenant, pstore.project, version)
         with self._lock:
             if key in self._indexes:
                 self._indexes.move_to_end(key)
                 return self._indexes[key]
-        index = GroundingIndex(from_jsonl(pstore.get_bytes(manifest["chunks_key"])))
+        if manifest.get("index_key"):
+            from assets.retrieval.hybrid import load_index
+
+            index: Any = load_index(pstore, manifest["index_key"])
+        else:
+            index = GroundingIndex(from_jsonl(pstore.get_bytes(manifest["chunks_key"])))
         with self._lock:
             self._indexes[key] = index
             while len(self._indexes) > self._cache_size:
                 self._indexes.popitem(last=False)
         return index
 
-    def prepare(self, target: Target, question: str, max_tokens: int | None) -> Prepared:
-        """Retrieval and prompt for one question: what `answer` and `stream` generate from."""
+    def prepare(self, target: Target, question: str, max_tokens: int | None) -> Served:
+        """Retrieval, the refusal decision and the prompt for one question; the runtime and
+        adapter of the deployment."""
         pstore = ProjectStore(self.store, target.tenant, target.project)
-        retrieved = self._index(pstore, target.manifest).retrieve(question, k=3)
-        if not retrieved:
-            refusal = target.project_settings.get("refusal_text") or DEFAULT_REFUSAL
-            return Prepared([], refusal, [], None, 0)
-        system_prompt = target.project_settings.get("system_prompt") or DEFAULT_SYSTEM_PROMPT
-        adapter_dir = local_adapter_dir(
-            pstore, target.manifest, get_settings().home / "cache" / "adapters"
+        answering = Answering.for_project(
+            self._index(pstore, target.manifest), target.project_settings
         )
-        return Prepared(
-            grounded_messages(question, retrieved, system_prompt),
-            None,
-            [r.citation() for r in retrieved],
-            adapter_dir,
-            min(max_tokens or 160, MAX_NEW_TOKENS),
-        )
-
-    def stream(self, prepared: Prepared) -> Iterator[str]:
-        """The answer's text as it is generated (the refusal text in one piece)."""
+        prepared = answering.prepare(question)
+        spec = RuntimeSpec.from_manifest(target.manifest.get("runtime"))
         if prepared.refusal is not None:
-            yield prepared.refusal
+            return Served(prepared, None, None, 0)
+        try:
+            runtime = get_runtime(spec, resolve_base_model()[1])
+            adapter = adapter_ref(
+                pstore, target.manifest, spec.kind, get_settings().home / "cache" / "adapters"
+            )
+        except RuntimeUnavailable as exc:
+            raise ServiceUnavailable(
+                f"deployment v{target.version} cannot be served by its {spec.kind} runtime: {exc}",
+                code="runtime_unavailable",
+            ) from exc
+        return Served(prepared, runtime, adapter, min(max_tokens or 160, MAX_NEW_TOKENS))
+
+    def stream(self, served: Served) -> Iterator[str]:
+        """The answer's text as it is generated (the refusal text in one piece)."""
+        if served.refusal is not None:
+            yield served.refusal
             return
-        engine = get_engine(resolve_base_model()[1])
-        yield from engine.stream(prepared.messages, prepared.adapter_dir, prepared.max_new_tokens)
+        yield from served.runtime.stream(
+            served.prepared.messages, served.adapter, served.max_new_tokens
+        )
 
     def answer(self, target: Target, question: str, max_tokens: int | None) -> Answer:
         started = time.perf_counter()
-        prepared = self.prepare(target, question, max_tokens)
-        if prepared.refusal is not None:
-            return Answer(prepared.refusal, [], False, 0, 0, time.perf_counter() - started)
-        engine = get_engine(resolve_base_model()[1])
-        generation = engine.generate(
-            [prepared.messages], prepared.adapter_dir, max_new_tokens=prepared.max_new_tokens
-        )[0]
+        served = self.prepare(target, question, max_tokens)
+        if served.refusal is not None:
+            return Answer(
+                served.refusal,
+                [],
+                False,
+                0,
+                0,
+                time.perf_counter() - started,
+                served.prepared.confidence,
+            )
+        try:
+            generation = served.runtime.generate(
+                [served.prepared.messages], served.adapter, served.max_new_tokens
+            )[0]
+        except RuntimeUnavailable as exc:
+            raise ServiceUnavailable(str(exc), code="runtime_unavailable") from exc
         return Answer(
             text=generation.text,
-            citations=prepared.citations,
+            citations=served.citations,
             grounded=True,
             prompt_tokens=generation.prompt_tokens,
             completion_tokens=generation.completion_tokens,
             seconds=time.perf_counter() - started,
+            confidence=served.prepared.confidence,
         )
 
 
@@ -182,13 +217,15 @@ def completion_body(model: str, target: Target, answer: Answer) -> dict:
             "deployment_version": target.version,
             "adapter_version": target.manifest.get("adapter_version"),
             "grounded": answer.grounded,
+            "retrieval_confidence": round(answer.confidence, 4),
+            "runtime": (target.manifest.get("runtime") or {}).get("kind", "transformers"),
             "latency_seconds": round(answer.seconds, 3),
         },
     }
 
 
 def stream_events(
-    model: str, target: Target, prepared: Prepared, pieces: Iterator[str]
+    model: str, target: Target, prepared: Served, pieces: Iterator[str]
 ) -> Iterator[str]:
     """The OpenAI chat.completion.chunk stream as server-sent events: the role (with our
     citations), the text as it is generated, the finish, then `[DONE]`."""
@@ -212,6 +249,7 @@ def stream_events(
             "deployment_version": target.version,
             "adapter_version": target.manifest.get("adapter_version"),
             "grounded": prepared.refusal is None,
+            "retrieval_confidence": round(prepared.prepared.confidence, 4),
         },
     )
     for piece in pieces:

@@ -48,6 +48,27 @@ class GeneratorModel(msgspec.Struct, omit_defaults=True):
     timeout_s: float | None = None
 
 
+class Promotion(msgspec.Struct, omit_defaults=True):
+    """The promotion gate: how much worse than the active deployment (or, before the first
+    deployment, the base model) a candidate may be per metric, and its latency budget."""
+
+    margins: dict[str, float] | None = None
+    latency_budget_p95_s: float | None = None
+
+
+class ServingRuntime(msgspec.Struct, omit_defaults=True):
+    """How the project's next deployments are served (resources/runtimes)."""
+
+    kind: str = "transformers"
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+    timeout_s: float | None = None
+    n_threads: int | None = None
+    n_ctx: int | None = None
+    max_batch: int | None = None
+
+
 class ProjectSettings(msgspec.Struct, omit_defaults=True):
     system_prompt: str | None = None
     refusal_text: str | None = None
@@ -66,6 +87,9 @@ class ProjectSettings(msgspec.Struct, omit_defaults=True):
     pii_recognizers: list[PiiRecognizer] | None = None
     near_dup_threshold: float | None = None
     quality_threshold: float | None = None
+    promotion: Promotion | None = None
+    retrieval_min_confidence: float | None = None
+    runtime: ServingRuntime | None = None
 
 
 class ProjectCreate(msgspec.Struct):
@@ -214,6 +238,34 @@ class Deployment(msgspec.Struct):
     metrics: dict[str, Any]
     created_at: datetime
     activated_at: datetime | None
+    runtime: dict[str, Any] = msgspec.field(default_factory=dict)
+    adapter_version: str | None = None
+    index_version: str | None = None
+    gguf_lora: bool = False
+    gate: dict[str, Any] | None = None
+
+
+class Rollback(msgspec.Struct):
+    """Roll back to `to_version` (default: the newest version older than the active one)."""
+
+    to_version: int | None = None
+    reason: str | None = None
+
+
+class Evaluation(msgspec.Struct):
+    id: str
+    kind: str  # candidate | scheduled
+    adapter_version: str
+    deployment_version: int | None
+    compared_with: str | None
+    dataset_version: str
+    questions: int
+    passed: bool
+    reasons: list[str]
+    summary: dict[str, Any]
+    report_key: str
+    dagster_run_id: str | None
+    created_at: datetime
 
 
 class ChatMessage(msgspec.Struct):

@@ -69,6 +69,29 @@ def deployment(row: tables.Deployment, tenant_slug: str, project_slug: str) -> s
         metrics=row.metrics or {},
         created_at=row.created_at,
         activated_at=row.activated_at,
+        runtime=dict((row.manifest or {}).get("runtime") or {"kind": "transformers"}),
+        adapter_version=(row.manifest or {}).get("adapter_version"),
+        index_version=(row.manifest or {}).get("index_version"),
+        gguf_lora=bool(((row.manifest or {}).get("gguf_lora") or {}).get("key")),
+        gate=(row.manifest or {}).get("gate"),
+    )
+
+
+def evaluation(row: tables.Evaluation) -> schemas.Evaluation:
+    return schemas.Evaluation(
+        id=row.id,
+        kind=row.kind,
+        adapter_version=row.adapter_version,
+        deployment_version=row.deployment_version,
+        compared_with=row.compared_with,
+        dataset_version=row.dataset_version,
+        questions=row.questions,
+        passed=row.passed,
+        reasons=list(row.reasons or []),
+        summary=row.summary or {},
+        report_key=row.report_key,
+        dagster_run_id=row.dagster_run_id,
+        created_at=row.created_at,
     )
 
 

@@ -13,16 +13,24 @@ import assets.evaluation.assets
 import assets.ingestion.assets
 import assets.normalization.assets
 import assets.privacy.assets
+import assets.retrieval.assets
 import assets.training.assets
 from pipelines.partitions import tenant_project
-from pipelines.sensors import ONBOARDING_JOB, pending_scan_retry
+from pipelines.sensors import (
+    EVALUATION_JOB,
+    ONBOARDING_JOB,
+    PIPELINE_JOB,
+    REEVALUATION_JOB,
+    new_adapter_evaluation,
+    nightly_reevaluation,
+    pending_scan_retry,
+)
 from resources.antivirus import Antivirus
 from resources.database import Database
 from resources.io_manager import ObjectStoreManifestIOManager
 from resources.model_runtime import ModelRuntime
 from resources.object_store import ObjectStoreResource
 
-PIPELINE_JOB = "project_pipeline"
 TRAINING_JOB = "project_training"
 
 _stage_modules = [
@@ -31,6 +39,7 @@ _stage_modules = [
     assets.dedupe.assets,
     assets.privacy.assets,
     assets.dataset.assets,
+    assets.retrieval.assets,
     assets.training.assets,
     assets.evaluation.assets,
     assets.deployment.assets,
@@ -41,9 +50,12 @@ all_checks = dg.load_asset_checks_from_modules(_stage_modules)
 
 project_pipeline = dg.define_asset_job(
     PIPELINE_JOB,
-    selection=dg.AssetSelection.all(),
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets("deployment_evaluation"),
     partitions_def=tenant_project,
-    description="The whole graph for one tenant-project: documents to deployed adapter.",
+    description=(
+        "The whole graph for one tenant-project: documents to deployed adapter (deployed only "
+        "when the promotion gate passes)."
+    ),
     # One process per run: the stages share the loaded base model and avoid a torch import per step.
     executor_def=dg.in_process_executor,
 )
@@ -69,13 +81,39 @@ project_training = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
+project_evaluation = dg.define_asset_job(
+    EVALUATION_JOB,
+    selection=dg.AssetSelection.assets("retrieval_index", "eval_report", "deployment_package"),
+    partitions_def=tenant_project,
+    description=(
+        "A new adapter evaluated against the base model and the active deployment; deployed when "
+        "the promotion gate passes (started by the new_adapter_evaluation sensor)."
+    ),
+    executor_def=dg.in_process_executor,
+)
+
+deployment_reevaluation = dg.define_asset_job(
+    REEVALUATION_JOB,
+    selection=dg.AssetSelection.assets("deployment_evaluation"),
+    partitions_def=tenant_project,
+    description="The active deployment re-evaluated on the current gold split (nightly schedule).",
+    executor_def=dg.in_process_executor,
+)
+
 _store = ObjectStoreResource()
 
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
-    jobs=[project_pipeline, project_onboarding, project_training],
-    sensors=[pending_scan_retry],
+    jobs=[
+        project_pipeline,
+        project_onboarding,
+        project_training,
+        project_evaluation,
+        deployment_reevaluation,
+    ],
+    sensors=[pending_scan_retry, new_adapter_evaluation],
+    schedules=[nightly_reevaluation],
     resources={
         "antivirus": Antivirus(),
         "db": Database(),

@@ -19,6 +19,7 @@ from resources.tables import (
     Deployment,
     Document,
     DocumentSplit,
+    Evaluation,
     ExampleReview,
     Project,
     Run,
@@ -272,6 +273,31 @@ class TenantScope:
         deployment.status = "active"
         deployment.activated_at = utcnow()
         self.session.flush()
+
+    # evaluations
+    def add_evaluation(self, project_id: str, **fields: Any) -> Evaluation:
+        self._own_project(project_id)
+        row = Evaluation(tenant_id=self.tenant_id, project_id=project_id, **fields)
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+    def evaluations(self, project_id: str, limit: int = 50) -> Sequence[Evaluation]:
+        return self.session.scalars(
+            select(Evaluation)
+            .where(Evaluation.tenant_id == self.tenant_id, Evaluation.project_id == project_id)
+            .order_by(Evaluation.created_at.desc())
+            .limit(limit)
+        ).all()
+
+    def evaluation(self, project_id: str, evaluation_id: str) -> Evaluation | None:
+        return self.session.scalar(
+            select(Evaluation).where(
+                Evaluation.tenant_id == self.tenant_id,
+                Evaluation.project_id == project_id,
+                Evaluation.id == evaluation_id,
+            )
+        )
 
     # dataset: document splits (frozen once given)
     def document_splits(self, project_id: str) -> dict[str, str]:

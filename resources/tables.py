@@ -170,6 +170,30 @@ class Deployment(Base):
     activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class Evaluation(Base):
+    """One evaluation on the gold split: a candidate adapter before promotion (`candidate`) or an
+    active deployment re-evaluated on schedule (`scheduled`); `passed` and `reasons` are the
+    promotion gate's verdict, or for a scheduled one whether it regressed."""
+
+    __tablename__ = "evaluations"
+    __table_args__ = (Index("ix_evaluations_project_created", "project_id", "created_at"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))
+    adapter_version: Mapped[str] = mapped_column(String(64))
+    deployment_version: Mapped[int | None] = mapped_column(Integer)
+    compared_with: Mapped[str | None] = mapped_column(String(100))
+    dataset_version: Mapped[str] = mapped_column(String(64))
+    questions: Mapped[int] = mapped_column(Integer)
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    passed: Mapped[bool] = mapped_column(Boolean)
+    reasons: Mapped[list[Any]] = mapped_column(default=list)
+    report_key: Mapped[str] = mapped_column(String(1024))
+    dagster_run_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class AuditEvent(Base):
     __tablename__ = "audit_events"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

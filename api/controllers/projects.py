@@ -35,6 +35,7 @@ def validate_settings(settings: schemas.ProjectSettings) -> dict:
         if values.get(name) is not None and not 0.0 <= values[name] <= 1.0:
             raise BadRequest(f"settings.{name} must be between 0 and 1", code="invalid_settings")
     _validate_dataset_settings(values)
+    _validate_serving_settings(values)
     if values.get("pii_recognizers"):
         from assets.pii.recognizers import CustomRecognizer
 
@@ -92,6 +93,42 @@ def _validate_dataset_settings(values: dict) -> None:
             raise _invalid("generator_model.max_chunks must be between 1 and 100000")
         if model.get("max_new_tokens") is not None and not 8 <= model["max_new_tokens"] <= 4096:
             raise _invalid("generator_model.max_new_tokens must be between 8 and 4096")
+
+
+def _validate_serving_settings(values: dict) -> None:
+    """The promotion gate, the retrieval confidence threshold and the serving runtime."""
+    from assets.evaluation.report import DEFAULT_MARGINS
+    from resources.runtimes import RUNTIME_KINDS
+
+    promotion = values.get("promotion") or {}
+    for metric, margin in (promotion.get("margins") or {}).items():
+        if metric not in DEFAULT_MARGINS:
+            raise _invalid(
+                f"promotion.margins: unknown metric {metric!r}; one of {', '.join(DEFAULT_MARGINS)}"
+            )
+        if not 0.0 <= margin <= 1.0:
+            raise _invalid(f"promotion.margins.{metric} must be between 0 and 1")
+    budget = promotion.get("latency_budget_p95_s")
+    if budget is not None and budget <= 0:
+        raise _invalid("promotion.latency_budget_p95_s must be positive")
+    threshold = values.get("retrieval_min_confidence")
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise _invalid("retrieval_min_confidence must be between 0 and 1")
+    runtime = values.get("runtime")
+    if runtime:
+        kind = runtime.get("kind", "transformers")
+        if kind not in RUNTIME_KINDS:
+            raise _invalid(f"runtime.kind must be one of {', '.join(RUNTIME_KINDS)}")
+        base_url = runtime.get("base_url")
+        if kind in ("ollama", "openai") and not base_url:
+            raise _invalid(f"runtime: kind {kind} needs base_url (the upstream's /v1 address)")
+        if base_url and not base_url.startswith(("http://", "https://")):
+            raise _invalid("runtime.base_url must be an http(s) URL")
+        env = runtime.get("api_key_env")
+        if env and not env.replace("_", "").isalnum():
+            raise _invalid("runtime.api_key_env must be an environment variable name")
+        if runtime.get("max_batch") is not None and not 1 <= runtime["max_batch"] <= 64:
+            raise _invalid("runtime.max_batch must be between 1 and 64")
 
 
 def get_project(scope: TenantScope, slug: str) -> Project:

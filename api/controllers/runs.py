@@ -78,7 +78,9 @@ def refresh(scope: TenantScope, run: Run, orchestrator: DagsterOrchestrator) -> 
     ):
         failed = [s["stepKey"] for s in info.steps if s["status"] == "FAILURE"]
         reasons = [
-            e.message for e in scope.run_events(run.id) if e.kind in ("error", "stage_failed")
+            e.message
+            for e in scope.run_events(run.id)
+            if e.kind in ("error", "stage_failed", "promotion_blocked")
         ]
         run.error = (
             f"step(s) failed: {', '.join(failed) or 'unknown'}"

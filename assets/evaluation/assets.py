@@ -1,32 +1,79 @@
-"""eval_report: the base model and the new adapter on the frozen gold split."""
-
-import time
+"""eval_report: the candidate adapter vs the base model vs the active deployment on the frozen
+gold split, with the promotion gate that blocks deployment_package; deployment_evaluation: the
+active deployment re-evaluated on schedule, regressions recorded."""
 
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from assets.dataset.assets import from_jsonl
-from assets.dataset.prompt import DEFAULT_SYSTEM_PROMPT
-from assets.deployment.artifacts import local_adapter_dir
-from assets.evaluation.report import render_html, score, summarize
-from assets.project import project_handle, stage
-from assets.retrieval.grounding import GroundingIndex, grounded_messages
+from assets.deployment.artifacts import adapter_ref
+from assets.evaluation.report import DEFAULT_MARGINS, failure_order, gate, render_html
+from assets.evaluation.run import System, eval_questions, evaluate
+from assets.project import project_handle, run_row, stage
+from assets.retrieval.answering import Answering
+from assets.retrieval.hybrid import load_index
 from pipelines.partitions import tenant_project
 from resources.database import Database
 from resources.model_runtime import ModelRuntime
 from resources.object_store import ObjectStoreResource
 from resources.settings import get_settings
 
+GATE_CHECK = "promotion_gate"
+
 
 class EvalConfig(dg.Config):
     """Evaluation knobs."""
 
     max_questions: int | None = None
+    refusal_questions: int = 12
     max_new_tokens: int = 64
     top_k: int = 3
+    latency_samples: int = 3
 
 
-@dg.asset(partitions_def=tenant_project, group_name="evaluation", kinds={"pytorch"})
+def _limit(config: EvalConfig) -> int | None:
+    return (
+        config.max_questions
+        if config.max_questions is not None
+        else get_settings().eval_max_questions
+    )
+
+
+def _cache():
+    return get_settings().home / "cache" / "adapters"
+
+
+def promotion_settings(settings: dict) -> tuple[dict[str, float], float | None]:
+    promotion = settings.get("promotion") or {}
+    margins = {**DEFAULT_MARGINS, **(promotion.get("margins") or {})}
+    return margins, promotion.get("latency_budget_p95_s")
+
+
+def _metadata(summary: dict, recall: float, questions: int, html_key: str) -> dict:
+    return {
+        "questions": questions,
+        "retrieval_recall": round(recall, 3),
+        **{f"{s}_{k}": round(float(v), 3) for s, m in summary.items() for k, v in m.items()},
+        "report_html": html_key,
+    }
+
+
+@dg.asset(
+    partitions_def=tenant_project,
+    group_name="evaluation",
+    kinds={"pytorch"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            GATE_CHECK,
+            asset="eval_report",
+            blocking=True,
+            description=(
+                "Promotion gate: the candidate is not worse than the active deployment (before "
+                "the first deployment: the base model) by more than the project's margins on the "
+                "key metrics, nor over its latency budget. Blocks deployment_package."
+            ),
+        )
+    ],
+)
 def eval_report(
     context: AssetExecutionContext,
     config: EvalConfig,
@@ -35,93 +82,273 @@ def eval_report(
     runtime: ModelRuntime,
     splits: dict,
     adapter: dict,
-) -> dict:
-    """Base model vs the new adapter on the gold split, both grounded on retrieved chunks: exact and fuzzy match, JSON + HTML."""
+    retrieval_index: dict,
+):
+    """Candidate adapter vs base model vs active deployment on the gold split and refusal probes, all through the same retrieval index: exact, fuzzy and semantic match, refusal accuracy, unsupported claims, citations, latency; JSON + HTML with plots; the promotion gate."""
     handle = project_handle(context, db, store)
-    limit = (
-        config.max_questions
-        if config.max_questions is not None
-        else get_settings().eval_max_questions
-    )
-    system_prompt = handle.settings.get("system_prompt") or DEFAULT_SYSTEM_PROMPT
     prefix = f"reports/{adapter['adapter_version']}"
+    margins, budget = promotion_settings(handle.settings)
     with stage(context, handle, "eval_report") as figures:
-        gold = from_jsonl(handle.store.get_bytes(splits["splits"]["gold"]["key"]))
-        gold.sort(key=lambda r: r["id"])
-        if limit:
-            gold = gold[:limit]
-        index = GroundingIndex(from_jsonl(handle.store.get_bytes(splits["chunks_key"])))
-        retrieved = [index.retrieve(r["question"], config.top_k) for r in gold]
-        conversations = [
-            grounded_messages(r["question"], h, system_prompt)
-            for r, h in zip(gold, retrieved, strict=True)
+        index = load_index(handle.store, retrieval_index["index_key"])
+        answering = Answering.for_project(index, handle.settings, config.top_k)
+        questions = eval_questions(handle.store, splits, _limit(config), config.refusal_questions)
+        systems = [
+            System("base", None, adapter["base_model"]),
+            System(
+                "candidate",
+                adapter_ref(handle.store, adapter, "transformers", _cache()),
+                f"adapter {adapter['adapter_version']}",
+            ),
         ]
-        engine = runtime.engine()
-        adapter_dir = local_adapter_dir(
-            handle.store, adapter, get_settings().home / "cache" / "adapters"
-        )
-        timings = {}
-        answers = {}
-        for name, path in (("base", None), ("adapter", adapter_dir)):
-            started = time.perf_counter()
-            answers[name] = engine.generate(
-                conversations, path, max_new_tokens=config.max_new_tokens
+        with handle.scope() as scope:
+            active = scope.active_deployment(handle.project_id)
+            active_manifest = dict(active.manifest) if active is not None else None
+            active_version = active.version if active is not None else None
+        if active_manifest and active_manifest.get("adapter_version") != adapter["adapter_version"]:
+            systems.append(
+                System(
+                    "active",
+                    adapter_ref(handle.store, active_manifest, "transformers", _cache()),
+                    f"deployment v{active_version}, adapter {active_manifest['adapter_version']}",
+                )
             )
-            timings[name] = time.perf_counter() - started
-        rows = []
-        for i, example in enumerate(gold):
-            rows.append(
-                {
-                    "id": example["id"],
-                    "question": example["question"],
-                    "reference": example["answer"],
-                    "document_id": example["document_id"],
-                    "retrieved_documents": [h.chunk["document_id"] for h in retrieved[i]],
-                    "base": score(answers["base"][i].text, example["answer"]),
-                    "adapter": score(answers["adapter"][i].text, example["answer"]),
-                }
-            )
-        rows.sort(key=lambda r: (r["adapter"]["fuzzy_match"], r["id"]))
-        summary = summarize(rows, ["base", "adapter"])
-        for name in ("base", "adapter"):
-            tokens = sum(g.completion_tokens for g in answers[name])
-            summary[name]["tokens_per_second"] = tokens / timings[name] if timings[name] else 0.0
-        recall = (
-            sum(r["document_id"] in r["retrieved_documents"] for r in rows) / len(rows)
-            if rows
-            else 0.0
+        result = evaluate(
+            runtime.serving(),
+            answering,
+            questions,
+            systems,
+            handle.settings,
+            config.max_new_tokens,
+            config.latency_samples,
         )
+        summary = result["summary"]
+        reference = "active" if "active" in summary else "base"
+        verdict = gate(summary, "candidate", reference, margins, budget)
         report = {
             "tenant": handle.tenant,
             "project": handle.project,
             "adapter_version": adapter["adapter_version"],
             "base_model": adapter["base_model"],
             "dataset_version": splits["dataset_version"],
-            "questions": len(rows),
-            "retrieval_recall": recall,
+            "index_version": retrieval_index.get("index_version"),
+            "questions": sum(q["kind"] == "answer" for q in questions),
+            "refusal_questions": sum(q["kind"] != "answer" for q in questions),
+            "retrieval_recall": result["retrieval_recall"],
+            "systems": {s.name: s.label for s in systems},
+            "active_deployment": active_version,
             "summary": summary,
-            "rows": rows,
+            "gate": {**verdict.to_dict(), "margins": margins, "latency_budget_p95_s": budget},
+            "rows": failure_order(result["rows"], "candidate"),
         }
         handle.store.put_json(f"{prefix}/report.json", report)
         handle.store.put_text(f"{prefix}/report.html", render_html(report))
+        with handle.scope() as scope:
+            evaluation = scope.add_evaluation(
+                handle.project_id,
+                kind="candidate",
+                adapter_version=adapter["adapter_version"],
+                deployment_version=None,
+                compared_with=(
+                    f"deployment v{active_version}" if reference == "active" else "base model"
+                ),
+                dataset_version=splits["dataset_version"],
+                questions=report["questions"],
+                summary=summary,
+                passed=verdict.passed,
+                reasons=verdict.reasons,
+                report_key=f"{prefix}/report.json",
+                dagster_run_id=context.run.run_id,
+            )
+            evaluation_id = evaluation.id
+            if not verdict.passed:
+                scope.add_run_event(
+                    run_row(scope, context, handle.project_id).id,
+                    "promotion_blocked",
+                    f"promotion gate blocked deployment (vs {reference}): "
+                    + "; ".join(verdict.reasons),
+                    stage="eval_report",
+                    data={"evaluation_id": evaluation_id, "reasons": verdict.reasons},
+                )
+                scope.audit(
+                    "dagster",
+                    "promotion.blocked",
+                    f"{handle.project}:{adapter['adapter_version']}",
+                    {"reasons": verdict.reasons, "run_id": context.run.run_id},
+                )
         figures.update(
-            questions=len(rows),
-            base_fuzzy=round(summary["base"]["fuzzy_match"], 3),
-            adapter_fuzzy=round(summary["adapter"]["fuzzy_match"], 3),
+            questions=report["questions"],
+            gate="passed" if verdict.passed else "blocked: " + "; ".join(verdict.reasons),
+            **{f"{s}_semantic": round(m["semantic_similarity"], 3) for s, m in summary.items()},
         )
-    context.add_output_metadata(
+    html_key = handle.store.key(f"{prefix}/report.html")
+    yield dg.Output(
         {
-            "questions": len(rows),
-            "retrieval_recall": round(recall, 3),
-            **{f"{m}_{k}": round(v, 3) for m, s in summary.items() for k, v in s.items()},
-            "report_html": handle.store.key(f"{prefix}/report.html"),
-        }
+            "report_key": f"{prefix}/report.json",
+            "html_key": f"{prefix}/report.html",
+            "adapter_version": adapter["adapter_version"],
+            "evaluation_id": evaluation_id,
+            "questions": report["questions"],
+            "summary": summary,
+            "gate": report["gate"],
+            "retrieval_recall": result["retrieval_recall"],
+        },
+        metadata={
+            **_metadata(summary, result["retrieval_recall"], report["questions"], html_key),
+            "gate": "passed" if verdict.passed else "blocked",
+            "compared_with": reference,
+        },
     )
-    return {
-        "report_key": f"{prefix}/report.json",
-        "html_key": f"{prefix}/report.html",
-        "adapter_version": adapter["adapter_version"],
-        "questions": len(rows),
-        "summary": summary,
-        "retrieval_recall": recall,
-    }
+    yield dg.AssetCheckResult(
+        check_name=GATE_CHECK,
+        passed=verdict.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"candidate within the margins of {reference}"
+            if verdict.passed
+            else f"blocked (vs {reference}): " + "; ".join(verdict.reasons)
+        ),
+        metadata={
+            "compared_with": reference,
+            "reasons": dg.MetadataValue.json(verdict.reasons),
+            **{f"delta_{k}": v for k, v in verdict.deltas.items()},
+        },
+    )
+
+
+class ReevalConfig(dg.Config):
+    max_questions: int | None = None
+    refusal_questions: int = 12
+    max_new_tokens: int = 64
+    top_k: int = 3
+    latency_samples: int = 3
+
+
+@dg.asset(
+    partitions_def=tenant_project,
+    group_name="evaluation",
+    kinds={"pytorch"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "no_regression",
+            asset="deployment_evaluation",
+            description=(
+                "The active deployment, re-evaluated on today's gold split, is within the "
+                "project's margins of the figures it was promoted with."
+            ),
+        )
+    ],
+)
+def deployment_evaluation(
+    context: AssetExecutionContext,
+    config: ReevalConfig,
+    db: Database,
+    store: ObjectStoreResource,
+    runtime: ModelRuntime,
+    splits: dict,
+    retrieval_index: dict,
+):
+    """The active deployment re-evaluated (nightly, and on demand) on the current gold split and index, beside the base model; a drop beyond the project's margins from its promotion figures is recorded as a regression."""
+    handle = project_handle(context, db, store)
+    margins, budget = promotion_settings(handle.settings)
+    with stage(context, handle, "deployment_evaluation") as figures:
+        with handle.scope() as scope:
+            active = scope.active_deployment(handle.project_id)
+            if active is None:
+                raise dg.Failure(
+                    f"{handle.tenant}/{handle.project} has no active deployment to re-evaluate"
+                )
+            manifest, version = dict(active.manifest), active.version
+        index = load_index(handle.store, retrieval_index["index_key"])
+        answering = Answering.for_project(index, handle.settings, config.top_k)
+        questions = eval_questions(handle.store, splits, _limit(config), config.refusal_questions)
+        systems = [
+            System("base", None, manifest["base_model"]),
+            System(
+                "active",
+                adapter_ref(handle.store, manifest, "transformers", _cache()),
+                f"deployment v{version}, adapter {manifest['adapter_version']}",
+            ),
+        ]
+        result = evaluate(
+            runtime.serving(),
+            answering,
+            questions,
+            systems,
+            handle.settings,
+            config.max_new_tokens,
+            config.latency_samples,
+        )
+        summary = dict(result["summary"])
+        promoted = (manifest.get("metrics") or {}).get("candidate")
+        if promoted:
+            summary["at_promotion"] = promoted
+            verdict = gate(summary, "active", "at_promotion", margins, budget)
+        else:  # a deployment from before promotion figures were recorded
+            verdict = gate(summary, "active", "base", margins, budget)
+        prefix = f"reports/deployments/v{version}/{context.run.run_id[:8]}"
+        report = {
+            "tenant": handle.tenant,
+            "project": handle.project,
+            "adapter_version": manifest["adapter_version"],
+            "base_model": manifest["base_model"],
+            "dataset_version": splits["dataset_version"],
+            "questions": sum(q["kind"] == "answer" for q in questions),
+            "refusal_questions": sum(q["kind"] != "answer" for q in questions),
+            "retrieval_recall": result["retrieval_recall"],
+            "systems": {s.name: s.label for s in systems},
+            "active_deployment": version,
+            "summary": summary,
+            "gate": {**verdict.to_dict(), "margins": margins, "latency_budget_p95_s": budget},
+            "rows": failure_order(
+                [{**r, "candidate": r["active"]} for r in result["rows"]], "candidate"
+            ),
+        }
+        handle.store.put_json(f"{prefix}/report.json", report)
+        handle.store.put_text(f"{prefix}/report.html", render_html(report))
+        with handle.scope() as scope:
+            scope.add_evaluation(
+                handle.project_id,
+                kind="scheduled",
+                adapter_version=manifest["adapter_version"],
+                deployment_version=version,
+                compared_with=verdict.compared_with,
+                dataset_version=splits["dataset_version"],
+                questions=report["questions"],
+                summary=summary,
+                passed=verdict.passed,
+                reasons=verdict.reasons,
+                report_key=f"{prefix}/report.json",
+                dagster_run_id=context.run.run_id,
+            )
+            if not verdict.passed:
+                scope.audit(
+                    "dagster",
+                    "deployment.regressed",
+                    f"{handle.project}@{version}",
+                    {"reasons": verdict.reasons, "run_id": context.run.run_id},
+                )
+        figures.update(version=version, regressed=not verdict.passed)
+    yield dg.Output(
+        {
+            "deployment_version": version,
+            "report_key": f"{prefix}/report.json",
+            "passed": verdict.passed,
+        },
+        metadata={
+            **_metadata(
+                result["summary"],
+                result["retrieval_recall"],
+                report["questions"],
+                handle.store.key(f"{prefix}/report.html"),
+            ),
+            "deployment_version": version,
+            "regressed": not verdict.passed,
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name="no_regression",
+        passed=verdict.passed,
+        severity=dg.AssetCheckSeverity.WARN,
+        description="; ".join(verdict.reasons) or f"deployment v{version} holds its figures",
+        metadata={f"delta_{k}": v for k, v in verdict.deltas.items()},
+    )

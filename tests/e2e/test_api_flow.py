@@ -113,7 +113,8 @@ def test_upload_materialise_chat_and_isolation(api: httpx.Client):
     assert finished["status"] == "succeeded", finished
     SHARED["acme"] = a
     stages = [e["stage"] for e in finished["events"] if e["kind"] == "stage_finished"]
-    assert stages[0] == "raw_documents" and stages[-1] == "deployment_package" and len(stages) == 9
+    assert stages[0] == "raw_documents" and stages[-1] == "deployment_package" and len(stages) == 10
+    assert "retrieval_index" in stages
 
     documents = {
         d["filename"]: d for d in api.get("/v1/projects/handbook/documents", headers=a).json()
@@ -147,10 +148,27 @@ def test_upload_materialise_chat_and_isolation(api: httpx.Client):
     assert body["object"] == "chat.completion" and body["choices"][0]["message"]["content"].strip()
     assert body["citations"], body
     assert {c["filename"] for c in body["citations"]} <= set(UPLOADS)
-    # the leave policy is cited (BM25 ranks a FAQ chunk that mentions annual leave about level
-    # with it since chunks are token-sized; hybrid retrieval is issue 7's)
-    assert "annual-leave-policy.docx" in [c["filename"] for c in body["citations"][:2]]
+    assert body["citations"][0]["filename"] == "annual-leave-policy.docx"
     assert body["usage"]["completion_tokens"] > 0
+    assert body["privatune"]["grounded"] and body["privatune"]["runtime"] == "transformers"
+
+    # A question the documents do not cover: the project's refusal text, no citations, no guess.
+    off_topic = api.post(
+        "/v1/chat/completions",
+        json={
+            "model": "acme/handbook",
+            "messages": [{"role": "user", "content": "How do I treat a sprained ankle?"}],
+        },
+        headers=a,
+    ).json()
+    assert off_topic["choices"][0]["message"]["content"].startswith("I can't answer that")
+    assert off_topic["citations"] == [] and off_topic["privatune"]["grounded"] is False
+    assert off_topic["privatune"]["retrieval_confidence"] < 0.24
+
+    evaluations = api.get("/v1/projects/handbook/evaluations", headers=a).json()
+    assert len(evaluations) == 1 and evaluations[0]["passed"]
+    assert evaluations[0]["compared_with"] == "base model"
+    assert set(evaluations[0]["summary"]) == {"base", "candidate"}
 
     # The official OpenAI client, plain and streamed: the stream carries the same answer.
     from openai import NotFoundError, OpenAI

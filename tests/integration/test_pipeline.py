@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from assets.retrieval.hybrid import load_index
 from pipelines.definitions import all_assets, all_checks, defs
 from resources.antivirus import Antivirus
 from resources.database import Database
@@ -18,7 +19,7 @@ from resources.object_store import ObjectStoreResource, ProjectStore
 from resources.repository import TenantScope, create_tenant
 from resources.tables import Deployment, Document, RunEvent
 from tests.conftest import BAD_SAMPLES, ROOT, sample_files, sha256
-from tests.integration.test_definitions import SPINE
+from tests.integration.test_definitions import BRANCHES, SPINE
 
 pytestmark = pytest.mark.slow
 
@@ -97,18 +98,23 @@ def test_whole_graph_on_postgres_and_s3(
     }
     result = dg.materialize(
         [*all_assets, *all_checks],
+        selection=[*SPINE, "retrieval_index"],  # the pipeline job's selection
         partition_key="acme__handbook",
         instance=instance,
         resources=resources,
         run_config={
             "ops": {
                 "adapter": {"config": {"max_steps": 2, "batch_size": 2, "max_length": 384}},
-                "eval_report": {"config": {"max_questions": 3, "max_new_tokens": 24}},
+                "eval_report": {
+                    "config": {"max_questions": 3, "max_new_tokens": 24, "refusal_questions": 2}
+                },
             }
         },
     )
     assert result.success
-    assert set(defs.resolve_asset_graph().get_all_asset_keys()) == {dg.AssetKey(k) for k in SPINE}
+    assert set(defs.resolve_asset_graph().get_all_asset_keys()) == {
+        dg.AssetKey(k) for k in [*SPINE, *BRANCHES]
+    }
 
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks["no_document_in_two_splits"] is True
@@ -132,7 +138,10 @@ def test_whole_graph_on_postgres_and_s3(
         stages = [
             e.stage for e in session.query(RunEvent).filter(RunEvent.kind == "stage_finished")
         ]
-        assert stages == SPINE
+        assert [s for s in stages if s != "retrieval_index"] == SPINE
+        assert (
+            stages.index("splits") < stages.index("retrieval_index") < stages.index("eval_report")
+        )
 
     pstore: ProjectStore = store.project("acme", "handbook")
     manifest = pstore.get_json(deployment.manifest_key)
@@ -149,9 +158,22 @@ def test_whole_graph_on_postgres_and_s3(
 
     report = pstore.get_json(manifest["report_key"])
     assert report["questions"] == 3
-    assert set(report["summary"]) == {"base", "adapter"}
-    assert 0.0 <= report["summary"]["adapter"]["fuzzy_match"] <= 1.0
-    assert "<table>" in pstore.get_text(manifest["report_key"].replace(".json", ".html"))
+    assert set(report["summary"]) == {"base", "candidate"}  # no earlier deployment to compare
+    for figures in report["summary"].values():
+        for metric in (
+            "fuzzy_match",
+            "semantic_similarity",
+            "refusal_accuracy",
+            "citation_accuracy",
+        ):
+            assert 0.0 <= figures[metric] <= 1.0
+        assert figures["latency_p95_s"] >= figures["latency_p50_s"] > 0
+    assert report["gate"]["passed"] and report["gate"]["compared_with"] == "base"
+    assert len(report["rows"]) == report["questions"] + report["refusal_questions"]
+    page = pstore.get_text(manifest["report_key"].replace(".json", ".html"))
+    assert "<table>" in page and page.count("data:image/png;base64,") == 2
+    index = load_index(pstore, manifest["index_key"])
+    assert len(index) == len(pstore.get_text(manifest["chunks_key"]).splitlines())
 
     examples = [
         json.loads(line)

@@ -5,7 +5,16 @@ import html
 import pytest
 
 from assets.evaluation.metrics import exact_match, fuzzy_match, mean, normalize_answer
-from assets.evaluation.report import render_html, score, summarize
+from assets.evaluation.report import (
+    DEFAULT_MARGINS,
+    failure_order,
+    gate,
+    render_html,
+    score_rows,
+    summarize,
+)
+from assets.retrieval.answering import Answered, Prepared
+from assets.retrieval.grounding import Retrieved
 
 # --- metrics ----------------------------------------------------------------
 
@@ -95,112 +104,197 @@ def test_mean() -> None:
 
 # --- report -----------------------------------------------------------------
 
+REFUSAL = "I can't answer that from this project's documents."
 
-def test_score() -> None:
-    assert score("25 days.", "25 days") == {
-        "answer": "25 days.",
-        "exact_match": 1.0,
-        "fuzzy_match": pytest.approx(1.0),
+
+def _answered(text: str, refused: bool = False, cited: str | None = "leave") -> Answered:
+    chunk = {
+        "id": "c1",
+        "document_id": cited,
+        "filename": "leave.docx",
+        "page": 1,
+        "start": 0,
+        "end": 40,
+        "text": "The annual leave allowance is 25 days.",
     }
-    s = score("26 days", "25 days")
-    assert s["exact_match"] == 0.0
-    assert 0.0 < s["fuzzy_match"] < 1.0
+    hits = [] if refused or cited is None else [Retrieved(chunk, 1.0)]
+    prepared = Prepared(
+        "q",
+        [],
+        REFUSAL if refused else None,
+        hits,
+        0.1 if refused else 0.9,
+        [h.citation() for h in hits],
+    )
+    return Answered(prepared, REFUSAL if refused else text, 0, 0)
+
+
+QUESTIONS = [
+    {
+        "id": "e1",
+        "kind": "answer",
+        "question": "How many days of leave?",
+        "reference": "25 days",
+        "document_id": "leave",
+    },
+    {
+        "id": "e2",
+        "kind": "answer",
+        "question": "Where is the canteen?",
+        "reference": "Ground floor",
+        "document_id": "leave",
+    },
+    {
+        "id": "r1",
+        "kind": "refusal",
+        "question": "Who painted the Mona Lisa?",
+        "reference": REFUSAL,
+        "document_id": None,
+    },
+]
 
 
 def _rows() -> list[dict]:
-    return [
-        {
-            "id": "e1",
-            "question": "How many days of leave?",
-            "reference": "25 days",
-            "base": score("I do not know", "25 days"),
-            "adapter": score("25 days", "25 days"),
-        },
-        {
-            "id": "e2",
-            "question": "Where is the canteen?",
-            "reference": "Ground floor",
-            "base": score("Ground floor", "Ground floor"),
-            "adapter": score("First floor", "Ground floor"),
-        },
-    ]
+    answers = {
+        "base": [
+            _answered("I do not know"),
+            _answered("Ground floor"),
+            _answered("Leonardo da Vinci"),
+        ],
+        "candidate": [
+            _answered("25 days"),
+            _answered("First floor", cited="other"),
+            _answered("", refused=True),
+        ],
+    }
+    return score_rows(QUESTIONS, answers, [REFUSAL])
 
 
-def test_summarize_means_per_model() -> None:
+def test_score_rows_and_summary() -> None:
     rows = _rows()
-    summary = summarize(rows, ["base", "adapter"])
-    assert set(summary) == {"base", "adapter"}
+    assert [r["id"] for r in rows] == ["e1", "e2", "r1"]
+    assert rows[0]["candidate"]["exact_match"] == 1.0
+    assert rows[0]["base"]["exact_match"] == 0.0
+    assert rows[2]["candidate"]["refused"] and not rows[2]["base"]["refused"]
+    assert "exact_match" not in rows[2]["candidate"]  # refusal probes score refusals only
+    summary = summarize(rows, ["base", "candidate"])
+    assert summary["candidate"]["exact_match"] == pytest.approx(0.5)
     assert summary["base"]["exact_match"] == pytest.approx(0.5)
-    assert summary["adapter"]["exact_match"] == pytest.approx(0.5)
-    assert summary["adapter"]["fuzzy_match"] == pytest.approx(
-        (1.0 + rows[1]["adapter"]["fuzzy_match"]) / 2
+    # Refusal accuracy: answering both answerable questions and refusing the probe.
+    assert summary["candidate"]["refusal_accuracy"] == pytest.approx(1.0)
+    assert summary["base"]["refusal_accuracy"] == pytest.approx(2 / 3)
+    # Citation accuracy: the candidate's second answer cites another document.
+    assert summary["candidate"]["citation_accuracy"] == pytest.approx(0.5)
+    assert summary["base"]["citation_accuracy"] == pytest.approx(1.0)
+    assert (
+        summary["candidate"]["semantic_similarity"] > summary["base"]["semantic_similarity"] - 0.5
     )
-    assert summary["adapter"]["fuzzy_match"] > summary["base"]["fuzzy_match"]
 
 
 def test_summarize_no_rows() -> None:
-    assert summarize([], ["base", "adapter"]) == {
-        "base": {"exact_match": 0.0, "fuzzy_match": 0.0},
-        "adapter": {"exact_match": 0.0, "fuzzy_match": 0.0},
+    summary = summarize([], ["base"])
+    assert summary["base"]["exact_match"] == 0.0 and summary["base"]["refusal_accuracy"] == 0.0
+
+
+def test_failures_first() -> None:
+    ordered = failure_order(_rows(), "base")
+    assert ordered[0]["id"] == "r1"  # the base answered a question it should have refused
+    assert [r["id"] for r in failure_order(_rows(), "candidate")][-1] == "r1"
+
+
+def _summary(**candidate: float) -> dict:
+    active = {
+        "semantic_similarity": 0.80,
+        "fuzzy_match": 0.60,
+        "refusal_accuracy": 0.90,
+        "citation_accuracy": 0.85,
+        "unsupported_claim_rate": 0.10,
+        "latency_p95_s": 1.0,
     }
+    return {"active": active, "candidate": {**active, **candidate}}
+
+
+def test_gate_passes_within_margins() -> None:
+    verdict = gate(_summary(semantic_similarity=0.79), "candidate", "active", DEFAULT_MARGINS, None)
+    assert verdict.passed and verdict.reasons == []
+    assert verdict.deltas["semantic_similarity"] == pytest.approx(-0.01)
+
+
+@pytest.mark.parametrize(
+    ("change", "metric"),
+    [
+        ({"semantic_similarity": 0.70}, "semantic_similarity"),
+        ({"refusal_accuracy": 0.80}, "refusal_accuracy"),
+        ({"unsupported_claim_rate": 0.30}, "unsupported_claim_rate"),  # lower is better
+        ({"citation_accuracy": 0.50}, "citation_accuracy"),
+    ],
+)
+def test_gate_blocks_a_worse_candidate(change: dict, metric: str) -> None:
+    verdict = gate(_summary(**change), "candidate", "active", DEFAULT_MARGINS, None)
+    assert not verdict.passed
+    assert len(verdict.reasons) == 1 and verdict.reasons[0].startswith(metric)
+    assert "worse than active" in verdict.reasons[0]
+
+
+def test_gate_better_is_never_blocked_and_latency_budget() -> None:
+    better = _summary(semantic_similarity=0.95, unsupported_claim_rate=0.0)
+    assert gate(better, "candidate", "active", DEFAULT_MARGINS, None).passed
+    slow = _summary(latency_p95_s=3.0)
+    verdict = gate(slow, "candidate", "active", DEFAULT_MARGINS, 2.0)
+    assert not verdict.passed and "over the budget of 2.00 s" in verdict.reasons[0]
+    assert gate(slow, "candidate", "active", DEFAULT_MARGINS, 5.0).passed
 
 
 def _report(rows: list[dict]) -> dict:
+    summary = summarize(rows, ["base", "candidate"])
+    for s in summary.values():
+        s.update(
+            latency_p50_s=0.5, latency_p95_s=0.9, first_token_p50_s=0.1, tokens_per_second=20.0
+        )
     return {
         "tenant": "acme",
         "project": "handbook",
         "adapter_version": "v3",
         "base_model": "SmolLM2-135M-Instruct",
         "dataset_version": "ds-1",
-        "questions": len(rows),
-        "summary": summarize(rows, ["base", "adapter"]),
-        "rows": rows,
+        "questions": 2,
+        "refusal_questions": 1,
+        "retrieval_recall": 1.0,
+        "systems": {"base": "SmolLM2", "candidate": "adapter v3"},
+        "summary": summary,
+        "gate": gate(summary, "candidate", "base", DEFAULT_MARGINS, None).to_dict(),
+        "rows": failure_order(rows, "candidate"),
     }
 
 
-def test_render_html_contains_header_summary_and_question_rows() -> None:
+def test_render_html_contains_summary_gate_plots_and_rows() -> None:
     rows = _rows()
     page = render_html(_report(rows))
     assert page.startswith("<!doctype html>")
     assert "Evaluation: acme/handbook, adapter v3" in page
-    assert "SmolLM2-135M-Instruct" in page
-    assert "ds-1" in page
-    assert "2 gold questions" in page
-    assert '<td>base</td><td class="num">0.500</td>' in page
+    assert "SmolLM2-135M-Instruct" in page and "ds-1" in page
+    assert "2 gold questions and\n1 refusal" in page
+    assert page.count("data:image/png;base64,iVBOR") == 2  # quality and latency plots
+    assert "Promotion gate:" in page and "(candidate vs base)" in page
     for row in rows:
         assert f"<td>{row['question']}</td>" in page
-        assert f"<td>{row['reference']}</td>" in page
-        assert f"<td>{row['adapter']['answer']}</td>" in page
-        assert f"<td>{row['base']['answer']}</td>" in page
-    # Rows the adapter got wrong are highlighted, the others are not.
-    assert page.count('<tr class="bad">') == 1
-    assert page.count('<tr class="">') == 1
+        assert f"<td>{row['reference']}</td>".replace("'", "&#39;") in page
+    # The candidate's failure (wrong document, low similarity) is highlighted.
+    assert page.count('<tr class="bad">') >= 1
 
 
-@pytest.mark.parametrize(
-    "field", ["question", "reference", "base_answer", "adapter_answer", "project"]
-)
+@pytest.mark.parametrize("field", ["question", "reference", "answer", "project"])
 def test_render_html_escapes_html(field: str) -> None:
     evil = '<script>alert("x")</script><img src=x onerror=alert(1)>'
     rows = _rows()
-    if field == "question":
-        rows[0]["question"] = evil
-    elif field == "reference":
-        rows[0]["reference"] = evil
-    elif field == "base_answer":
-        rows[0]["base"] = score(evil, "25 days")
-    elif field == "adapter_answer":
-        rows[0]["adapter"] = score(evil, "25 days")
+    if field in ("question", "reference"):
+        rows[0][field] = evil
+    elif field == "answer":
+        rows[0]["candidate"]["answer"] = evil
     report = _report(rows)
     if field == "project":
         report["project"] = evil
     page = render_html(report)
     assert "<script>" not in page
-    assert "<img" not in page
+    assert "<img src=x" not in page
     assert html.escape(evil, quote=False).replace('"', "&#34;") in page
-
-
-def test_render_html_with_no_rows() -> None:
-    page = render_html(_report([]))
-    assert "0 gold questions" in page
-    assert '<td class="num">0.000</td>' in page
