@@ -55,16 +55,38 @@ TOKENS = 64
 
 
 def corpus(model_path: Path):
+    """Chunks and examples as the product's `examples` asset makes them from the demo corpus:
+    the same document-level split (stratified by type, seed 13), distractors from the same
+    split, refusal and escalation examples in train and validation."""
+    from assets.dataset.assets import document_type
+    from assets.dataset.refusals import policy_examples
+
     loaded = load_chunks(CORPUS, model_path)
-    splits = assign_splits(sorted({c.document_id for c in loaded}), seed=13)
-    pairs = DeterministicGenerator().pairs(loaded)
+    documents = sorted({c.document_id for c in loaded})
+    filenames = {c.document_id: c.filename for c in loaded}
+    splits = assign_splits(
+        documents, seed=13, types={d: document_type(filenames[d], None) for d in documents}
+    )
     by_split: dict[str, list] = {"train": [], "validation": [], "gold": []}
     for split in by_split:
         chunks = [c for c in loaded if splits[c.document_id] == split]
-        chunk_pairs = [
-            p for c, p in zip(loaded, pairs, strict=True) if splits[c.document_id] == split
-        ]
-        by_split[split] = build_examples(chunks, chunk_pairs, "deterministic-v1", split=split)
+        pairs = DeterministicGenerator().pairs(chunks)
+        by_split[split] = build_examples(
+            chunks, pairs, "deterministic-v1", pool=chunks, seed=13, split=split
+        )
+    refusals = refusal_questions(loaded, 13)
+    escalations = escalation_questions(loaded, 13)
+    for split, (r, e) in {
+        "train": (slice(0, 8), slice(0, 8)),
+        "validation": (slice(8, 12), slice(8, 12)),
+    }.items():
+        pool = [c for c in loaded if splits[c.document_id] == split]
+        by_split[split] += policy_examples(
+            refusals[r], "refusal", DEFAULT_REFUSAL, pool, split, seed=13
+        )
+        by_split[split] += policy_examples(
+            escalations[e], "escalation", DEFAULT_ESCALATION, pool, split, seed=13
+        )
     return loaded, by_split
 
 
@@ -293,6 +315,7 @@ def main() -> None:
     parser.add_argument("--max-questions", type=int, default=40)
     parser.add_argument("--skip-llama-cpp", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true")
     args = parser.parse_args()
 
     _, model_path = resolve_base_model()
@@ -342,6 +365,7 @@ def main() -> None:
     ]
     prompts = (prompts * 4)[: max(args.requests, 8)]
     results: dict = {
+        "examples": {k: len(v) for k, v in examples.items()},
         "corpus": "sample_data/acme-handbook",
         "machine": {"cpus": os.cpu_count()},
         "answer_tokens": TOKENS,
@@ -352,10 +376,18 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_path)
-    lengths = [len(tok.apply_chat_template(p, add_generation_prompt=True)) for p in prompts]
+    lengths = [
+        len(
+            tok(tok.apply_chat_template(p, add_generation_prompt=True, tokenize=False))["input_ids"]
+        )
+        for p in prompts
+    ]
     results["prompt_tokens_mean"] = round(sum(lengths) / len(lengths), 1)
-    results["transformers"] = bench_transformers(model_path, adapter_dir, prompts, args.requests)
-    if not args.skip_llama_cpp:
+    if not args.skip_speed:
+        results["transformers"] = bench_transformers(
+            model_path, adapter_dir, prompts, args.requests
+        )
+    if not args.skip_llama_cpp and not args.skip_speed:
         results["llama_cpp"] = bench_llama_cpp(model_path, adapter_dir, prompts, args.requests)
     if not args.skip_quality:
         results["quality"] = quality(model_path, adapter_dir, answering, questions)
