@@ -159,6 +159,9 @@ def test_gate_blocks_a_worse_adapter_and_rollback(
             "candidate": {**manifest["metrics"]["candidate"], "semantic_similarity": 1.0},
         }
         v2.manifest = manifest
+        project = session.query(Project).one()  # and no slack on that metric
+        margins = {**project.settings["promotion"]["margins"], "semantic_similarity": 0.0}
+        project.settings = {"promotion": {"margins": margins}}
     reeval = dg.materialize(
         [*all_assets, *all_checks],
         selection=["deployment_evaluation"],
