@@ -57,6 +57,59 @@ def _metadata(summary: dict, recall: float, questions: int, html_key: str) -> di
     }
 
 
+def _run_evaluation(handle, config, runtime, splits, retrieval_index, systems) -> tuple:
+    """The project's questions answered by each system through the index: (questions, result)."""
+    index = load_index(handle.store, retrieval_index["index_key"])
+    answering = Answering.for_project(index, handle.settings, config.top_k)
+    questions = eval_questions(handle.store, splits, _limit(config), config.refusal_questions)
+    result = evaluate(
+        runtime.serving(),
+        answering,
+        questions,
+        systems,
+        handle.settings,
+        config.max_new_tokens,
+        config.latency_samples,
+    )
+    return questions, result
+
+
+def _report(handle, manifest, splits, questions, result, systems, summary, gate_block, rows):
+    return {
+        "tenant": handle.tenant,
+        "project": handle.project,
+        "adapter_version": manifest["adapter_version"],
+        "base_model": manifest["base_model"],
+        "dataset_version": splits["dataset_version"],
+        "questions": sum(q["kind"] == "answer" for q in questions),
+        "refusal_questions": sum(q["kind"] != "answer" for q in questions),
+        "retrieval_recall": result["retrieval_recall"],
+        "systems": {s.name: s.label for s in systems},
+        "summary": summary,
+        "gate": gate_block,
+        "rows": rows,
+    }
+
+
+def _record(handle, context, scope, prefix: str, report: dict, verdict, **fields):
+    """The report's JSON and HTML stored, and its `evaluations` row added in `scope` (returned:
+    the caller adds its events in the same transaction)."""
+    handle.store.put_json(f"{prefix}/report.json", report)
+    handle.store.put_text(f"{prefix}/report.html", render_html(report))
+    return scope.add_evaluation(
+        handle.project_id,
+        adapter_version=report["adapter_version"],
+        dataset_version=report["dataset_version"],
+        questions=report["questions"],
+        summary=report["summary"],
+        passed=verdict.passed,
+        reasons=verdict.reasons,
+        report_key=f"{prefix}/report.json",
+        dagster_run_id=context.run.run_id,
+        **fields,
+    )
+
+
 @dg.asset(
     partitions_def=tenant_project,
     group_name="evaluation",
@@ -89,9 +142,6 @@ def eval_report(
     prefix = f"reports/{adapter['adapter_version']}"
     margins, budget = promotion_settings(handle.settings)
     with stage(context, handle, "eval_report") as figures:
-        index = load_index(handle.store, retrieval_index["index_key"])
-        answering = Answering.for_project(index, handle.settings, config.top_k)
-        questions = eval_questions(handle.store, splits, _limit(config), config.refusal_questions)
         systems = [
             System("base", None, adapter["base_model"]),
             System(
@@ -112,52 +162,39 @@ def eval_report(
                     f"deployment v{active_version}, adapter {active_manifest['adapter_version']}",
                 )
             )
-        result = evaluate(
-            runtime.serving(),
-            answering,
-            questions,
-            systems,
-            handle.settings,
-            config.max_new_tokens,
-            config.latency_samples,
+        questions, result = _run_evaluation(
+            handle, config, runtime, splits, retrieval_index, systems
         )
         summary = result["summary"]
         reference = "active" if "active" in summary else "base"
         verdict = gate(summary, "candidate", reference, margins, budget)
-        report = {
-            "tenant": handle.tenant,
-            "project": handle.project,
-            "adapter_version": adapter["adapter_version"],
-            "base_model": adapter["base_model"],
-            "dataset_version": splits["dataset_version"],
-            "index_version": retrieval_index.get("index_version"),
-            "questions": sum(q["kind"] == "answer" for q in questions),
-            "refusal_questions": sum(q["kind"] != "answer" for q in questions),
-            "retrieval_recall": result["retrieval_recall"],
-            "systems": {s.name: s.label for s in systems},
-            "active_deployment": active_version,
-            "summary": summary,
-            "gate": {**verdict.to_dict(), "margins": margins, "latency_budget_p95_s": budget},
-            "rows": failure_order(result["rows"], "candidate"),
-        }
-        handle.store.put_json(f"{prefix}/report.json", report)
-        handle.store.put_text(f"{prefix}/report.html", render_html(report))
+        report = _report(
+            handle,
+            adapter,
+            splits,
+            questions,
+            result,
+            systems,
+            summary,
+            {**verdict.to_dict(), "margins": margins, "latency_budget_p95_s": budget},
+            failure_order(result["rows"], "candidate"),
+        )
+        report.update(
+            index_version=retrieval_index.get("index_version"), active_deployment=active_version
+        )
         with handle.scope() as scope:
-            evaluation = scope.add_evaluation(
-                handle.project_id,
+            evaluation = _record(
+                handle,
+                context,
+                scope,
+                prefix,
+                report,
+                verdict,
                 kind="candidate",
-                adapter_version=adapter["adapter_version"],
                 deployment_version=None,
                 compared_with=(
                     f"deployment v{active_version}" if reference == "active" else "base model"
                 ),
-                dataset_version=splits["dataset_version"],
-                questions=report["questions"],
-                summary=summary,
-                passed=verdict.passed,
-                reasons=verdict.reasons,
-                report_key=f"{prefix}/report.json",
-                dagster_run_id=context.run.run_id,
             )
             evaluation_id = evaluation.id
             if not verdict.passed:
@@ -215,12 +252,8 @@ def eval_report(
     )
 
 
-class ReevalConfig(dg.Config):
-    max_questions: int | None = None
-    refusal_questions: int = 12
-    max_new_tokens: int = 64
-    top_k: int = 3
-    latency_samples: int = 3
+class ReevalConfig(EvalConfig):
+    """The scheduled re-evaluation's knobs (the same as the candidate's)."""
 
 
 @dg.asset(
@@ -258,9 +291,6 @@ def deployment_evaluation(
                     f"{handle.tenant}/{handle.project} has no active deployment to re-evaluate"
                 )
             manifest, version = dict(active.manifest), active.version
-        index = load_index(handle.store, retrieval_index["index_key"])
-        answering = Answering.for_project(index, handle.settings, config.top_k)
-        questions = eval_questions(handle.store, splits, _limit(config), config.refusal_questions)
         systems = [
             System("base", None, manifest["base_model"]),
             System(
@@ -269,14 +299,8 @@ def deployment_evaluation(
                 f"deployment v{version}, adapter {manifest['adapter_version']}",
             ),
         ]
-        result = evaluate(
-            runtime.serving(),
-            answering,
-            questions,
-            systems,
-            handle.settings,
-            config.max_new_tokens,
-            config.latency_samples,
+        questions, result = _run_evaluation(
+            handle, config, runtime, splits, retrieval_index, systems
         )
         summary = dict(result["summary"])
         promoted = (manifest.get("metrics") or {}).get("candidate")
@@ -286,39 +310,29 @@ def deployment_evaluation(
         else:  # a deployment from before promotion figures were recorded
             verdict = gate(summary, "active", "base", margins, budget)
         prefix = f"reports/deployments/v{version}/{context.run.run_id[:8]}"
-        report = {
-            "tenant": handle.tenant,
-            "project": handle.project,
-            "adapter_version": manifest["adapter_version"],
-            "base_model": manifest["base_model"],
-            "dataset_version": splits["dataset_version"],
-            "questions": sum(q["kind"] == "answer" for q in questions),
-            "refusal_questions": sum(q["kind"] != "answer" for q in questions),
-            "retrieval_recall": result["retrieval_recall"],
-            "systems": {s.name: s.label for s in systems},
-            "active_deployment": version,
-            "summary": summary,
-            "gate": {**verdict.to_dict(), "margins": margins, "latency_budget_p95_s": budget},
-            "rows": failure_order(
-                [{**r, "candidate": r["active"]} for r in result["rows"]], "candidate"
-            ),
-        }
-        handle.store.put_json(f"{prefix}/report.json", report)
-        handle.store.put_text(f"{prefix}/report.html", render_html(report))
+        report = _report(
+            handle,
+            manifest,
+            splits,
+            questions,
+            result,
+            systems,
+            summary,
+            {**verdict.to_dict(), "margins": margins, "latency_budget_p95_s": budget},
+            failure_order([{**r, "candidate": r["active"]} for r in result["rows"]], "candidate"),
+        )
+        report["active_deployment"] = version
         with handle.scope() as scope:
-            scope.add_evaluation(
-                handle.project_id,
+            _record(
+                handle,
+                context,
+                scope,
+                prefix,
+                report,
+                verdict,
                 kind="scheduled",
-                adapter_version=manifest["adapter_version"],
                 deployment_version=version,
                 compared_with=verdict.compared_with,
-                dataset_version=splits["dataset_version"],
-                questions=report["questions"],
-                summary=summary,
-                passed=verdict.passed,
-                reasons=verdict.reasons,
-                report_key=f"{prefix}/report.json",
-                dagster_run_id=context.run.run_id,
             )
             if not verdict.passed:
                 scope.audit(
