@@ -49,11 +49,13 @@ class GeneratorModel(msgspec.Struct, omit_defaults=True):
 
 
 class Promotion(msgspec.Struct, omit_defaults=True):
-    """The promotion gate: how much worse than the active deployment (or, before the first
-    deployment, the base model) a candidate may be per metric, and its latency budget."""
+    """The promotion gate: how much worse than the active deployment a candidate may be per
+    metric, its latency budget, and whether the first candidate must also hold the margins
+    against the base model."""
 
     margins: dict[str, float] | None = None
     latency_budget_p95_s: float | None = None
+    compare_first_with_base: bool | None = None
 
 
 class ServingRuntime(msgspec.Struct, omit_defaults=True):

@@ -6,7 +6,13 @@ import dagster as dg
 from dagster import AssetExecutionContext
 
 from assets.deployment.artifacts import adapter_ref
-from assets.evaluation.report import DEFAULT_MARGINS, failure_order, gate, render_html
+from assets.evaluation.report import (
+    DEFAULT_MARGINS,
+    failure_order,
+    gate,
+    promotion_verdict,
+    render_html,
+)
 from assets.evaluation.run import System, eval_questions, evaluate
 from assets.project import project_handle, run_row, stage
 from assets.retrieval.answering import Answering
@@ -120,9 +126,11 @@ def _record(handle, context, scope, prefix: str, report: dict, verdict, **fields
             asset="eval_report",
             blocking=True,
             description=(
-                "Promotion gate: the candidate is not worse than the active deployment (before "
-                "the first deployment: the base model) by more than the project's margins on the "
-                "key metrics, nor over its latency budget. Blocks deployment_package."
+                "Promotion gate: the candidate is not worse than the active deployment by more "
+                "than the project's margins on the key metrics, nor over its latency budget "
+                "(before the first deployment: the latency budget, and the margins against the "
+                "base model when promotion.compare_first_with_base is set). Blocks "
+                "deployment_package."
             ),
         )
     ],
@@ -141,6 +149,7 @@ def eval_report(
     handle = project_handle(context, db, store)
     prefix = f"reports/{adapter['adapter_version']}"
     margins, budget = promotion_settings(handle.settings)
+    first_vs_base = bool((handle.settings.get("promotion") or {}).get("compare_first_with_base"))
     with stage(context, handle, "eval_report") as figures:
         systems = [
             System("base", None, adapter["base_model"]),
@@ -167,7 +176,7 @@ def eval_report(
         )
         summary = result["summary"]
         reference = "active" if "active" in summary else "base"
-        verdict = gate(summary, "candidate", reference, margins, budget)
+        verdict = promotion_verdict(summary, margins, budget, first_vs_base)
         report = _report(
             handle,
             adapter,

@@ -172,6 +172,25 @@ def gate(
     return GateVerdict(not reasons, reference, reasons, deltas)
 
 
+def promotion_verdict(
+    summary: dict[str, dict[str, float]],
+    margins: dict[str, float],
+    latency_budget_p95_s: float | None,
+    compare_first_with_base: bool = False,
+) -> GateVerdict:
+    """The candidate against the active deployment when there is one. Before the first
+    deployment nothing is replaced: the deltas to the base model are reported and only the
+    latency budget blocks, unless `compare_first_with_base` holds the first candidate to the
+    margins against the base model too."""
+    if "active" in summary:
+        return gate(summary, "candidate", "active", margins, latency_budget_p95_s)
+    verdict = gate(summary, "candidate", "base", margins, latency_budget_p95_s)
+    if compare_first_with_base:
+        return verdict
+    latency = [r for r in verdict.reasons if r.startswith("latency")]
+    return GateVerdict(not latency, "base", latency, verdict.deltas)
+
+
 def _plots(report: dict) -> dict[str, str]:
     """Bar charts of the quality metrics and of latency per system, as base64 PNGs."""
     import matplotlib

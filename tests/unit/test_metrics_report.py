@@ -9,6 +9,7 @@ from assets.evaluation.report import (
     DEFAULT_MARGINS,
     failure_order,
     gate,
+    promotion_verdict,
     render_html,
     score_rows,
     summarize,
@@ -243,6 +244,23 @@ def test_gate_better_is_never_blocked_and_latency_budget() -> None:
     verdict = gate(slow, "candidate", "active", DEFAULT_MARGINS, 2.0)
     assert not verdict.passed and "over the budget of 2.00 s" in verdict.reasons[0]
     assert gate(slow, "candidate", "active", DEFAULT_MARGINS, 5.0).passed
+
+
+def test_first_deployment_is_compared_with_base_for_information_only() -> None:
+    worse = {
+        "base": _summary()["active"],
+        "candidate": _summary(semantic_similarity=0.5)["candidate"],
+    }
+    verdict = promotion_verdict(worse, DEFAULT_MARGINS, None)
+    assert verdict.passed and verdict.compared_with == "base"
+    assert verdict.deltas["semantic_similarity"] == pytest.approx(-0.3)
+    strict = promotion_verdict(worse, DEFAULT_MARGINS, None, compare_first_with_base=True)
+    assert not strict.passed and strict.reasons[0].startswith("semantic_similarity")
+    slow = {"base": _summary()["active"], "candidate": _summary(latency_p95_s=9.0)["candidate"]}
+    assert not promotion_verdict(slow, DEFAULT_MARGINS, 2.0).passed  # the budget always holds
+    with_active = {**worse, "active": _summary()["active"]}
+    verdict = promotion_verdict(with_active, DEFAULT_MARGINS, None)
+    assert not verdict.passed and verdict.compared_with == "active"
 
 
 def _report(rows: list[dict]) -> dict:
