@@ -23,7 +23,7 @@ Kinds:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -96,6 +96,22 @@ class ChatRuntime(Protocol):
         adapter: AdapterRef | None = None,
         max_new_tokens: int = 96,
     ) -> Iterator[str]: ...
+
+
+def stripped(pieces: Iterable[str]) -> Iterator[str]:
+    """Text pieces as a stream whose join equals the stripped whole: leading whitespace dropped,
+    trailing whitespace held back until more text follows it."""
+    started = False
+    pending = ""
+    for piece in pieces:
+        if not started:
+            piece = piece.lstrip()
+            started = bool(piece)
+        text = pending + piece
+        head = text.rstrip()
+        pending = text[len(head) :]
+        if head:
+            yield head
 
 
 _factories: dict[str, Callable[[RuntimeSpec, Path], ChatRuntime]] = {}

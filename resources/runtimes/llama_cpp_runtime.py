@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from resources.chat_engine import Generation
-from resources.runtimes import AdapterRef, RuntimeSpec, RuntimeUnavailable
+from resources.runtimes import AdapterRef, RuntimeSpec, RuntimeUnavailable, stripped
 
 DEFAULT_MAX_ADAPTERS = 16
 
@@ -216,18 +216,8 @@ class LlamaCppRuntime:
         whitespace is dropped and trailing whitespace held back until more text follows."""
         with self._lock:
             self._select(adapter)
-            started = False
-            pending = ""
-            for chunk in self._complete(conversation, max_new_tokens, stream=True):
-                piece = chunk["choices"][0]["delta"].get("content") or ""
-                if not started:
-                    piece = piece.lstrip()
-                    started = bool(piece)
-                text = pending + piece
-                body = text.rstrip()
-                pending = text[len(body) :]
-                if body:
-                    yield body
+            chunks = self._complete(conversation, max_new_tokens, stream=True)
+            yield from stripped(c["choices"][0]["delta"].get("content") or "" for c in chunks)
 
     # -- diagnostics ------------------------------------------------------------------------
 

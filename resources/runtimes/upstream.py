@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 import httpx
 
 from resources.chat_engine import Generation
-from resources.runtimes import AdapterRef, RuntimeSpec, RuntimeUnavailable
+from resources.runtimes import AdapterRef, RuntimeSpec, RuntimeUnavailable, stripped
 
 _BODY_CHARS = 200
 
@@ -187,12 +187,11 @@ class UpstreamRuntime:
         model = self._model(adapter)
         key = self._api_key()  # configuration errors surface here, not at the first piece
         body = self._body(conversation, model, max_new_tokens, stream=True)
-        return self._pieces(body, key)
+        return stripped(self._pieces(body, key))
 
     def _pieces(self, body: dict[str, Any], key: str | None) -> Iterator[str]:
+        """The raw content pieces of the upstream's event stream."""
         headers = {**self._headers(key), "accept": "text/event-stream"}
-        started = False
-        pending = ""  # trailing whitespace, held back until more text follows it
         done = finished = False
         try:
             with self._client.stream("POST", self.endpoint, json=body, headers=headers) as response:
@@ -208,16 +207,8 @@ class UpstreamRuntime:
                         break
                     piece, finish = self._delta(data, key)
                     finished = finished or finish
-                    if not piece:
-                        continue
-                    if not started:
-                        piece = piece.lstrip()
-                        started = bool(piece)
-                    text = pending + piece
-                    head = text.rstrip()
-                    pending = text[len(head) :]
-                    if head:
-                        yield head
+                    if piece:
+                        yield piece
         except httpx.HTTPError as exc:
             self._transport_error(exc, key)
         if not (done or finished):
