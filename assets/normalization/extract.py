@@ -234,7 +234,7 @@ def _read_pdf(document: pymupdf.Document, ocr: _OcrSettings) -> Extraction:
         number = index + 1
         try:
             page = document.load_page(index)
-            text = page.get_text("text", sort=True)
+            text = _pdf_page_text(page)
         except Exception as exc:  # One broken page must not cost the rest of the document.
             if _out_of_memory(exc):
                 raise
@@ -275,6 +275,137 @@ def _read_pdf(document: pymupdf.Document, ocr: _OcrSettings) -> Extraction:
     if tessdata == "":
         metadata["ocr_unavailable"] = "1"
     return Extraction(pages=pages, method=_pdf_method(pages), metadata=metadata)
+
+
+# --- PDF layout: headings by font, paragraphs unwrapped -------------------------
+
+# MuPDF span flags.
+_SUPERSCRIPT, _MONOSPACED, _BOLD = 1, 8, 16
+# A line in a font this much larger than the page's body text is a heading.
+_HEADING_RATIOS = ((1.6, 1), (1.35, 2), (1.15, 3))
+_HEADING_MAX_CHARS = 120
+_SECTION_NUMBER = re.compile(r"^(?:\d+(?:\.\d+){0,4}|[A-Z](?:\.\d+){1,4})\.?\s+\S")
+_SENTENCE_END = re.compile(r"[.:;!?)\]\"'\u201d]$")
+
+
+@dataclass
+class _PdfLine:
+    text: str
+    size: float
+    bold: bool
+    mono: bool
+    x0: float
+    x1: float
+
+
+def _pdf_lines(block: dict[str, Any]) -> list[_PdfLine]:
+    lines = []
+    for line in block.get("lines", []):
+        parts: list[str] = []
+        sizes: list[tuple[float, int]] = []
+        bold = mono = True
+        for span in line.get("spans", []):
+            text = span.get("text", "")
+            if not text:
+                continue
+            flags = int(span.get("flags", 0))
+            if (
+                flags & _SUPERSCRIPT
+                and text.strip().isdigit()
+                and parts
+                and parts[-1][-1:].isalpha()
+            ):
+                continue  # a footnote mark glued to the word before it ("option7")
+            parts.append(text)
+            if text.strip():
+                sizes.append((float(span.get("size", 0.0)), len(text.strip())))
+                bold = bold and bool(flags & _BOLD)
+                mono = mono and bool(flags & _MONOSPACED)
+        text = "".join(parts)
+        if not text.strip():
+            continue
+        size = max(sizes, key=lambda s: s[1])[0] if sizes else 0.0
+        x0, _, x1, _ = line.get("bbox", (0.0, 0.0, 0.0, 0.0))
+        lines.append(_PdfLine(text.strip(), size, bold, mono, float(x0), float(x1)))
+    return lines
+
+
+def _body_size(blocks: list[list[_PdfLine]]) -> float:
+    """The font size most of the page's characters are set in."""
+    weight: dict[float, int] = {}
+    for lines in blocks:
+        for line in lines:
+            key = round(line.size * 2) / 2
+            weight[key] = weight.get(key, 0) + len(line.text)
+    return max(weight, key=lambda k: weight[k]) if weight else 0.0
+
+
+def _heading_level(lines: list[_PdfLine], body: float) -> int | None:
+    """The heading level of a block (None: not a heading): short, and in a larger font than
+    the body text or bold; numbered sections ("2.6.1 Multilib") take their depth."""
+    text = " ".join(line.text for line in lines)
+    if len(lines) > 2 or len(text) > _HEADING_MAX_CHARS or not any(c.isalpha() for c in text):
+        return None
+    size = max(line.size for line in lines)
+    level = next((lvl for ratio, lvl in _HEADING_RATIOS if body and size >= ratio * body), None)
+    if level is None:
+        if not all(line.bold for line in lines) or text.endswith(".") or len(text) > 80:
+            return None
+        level = 4
+    numbered = _SECTION_NUMBER.match(text)
+    if numbered:
+        level = min(6, numbered.group(0).count(".") + 1)
+    return level
+
+
+def _pdf_paragraphs(lines: list[_PdfLine], body: float) -> list[str]:
+    """A text block's lines joined into paragraphs as a reader sees them: a line that ends
+    short of the block's width at a sentence end, or an indented first line, starts a new one;
+    monospaced lines (code) keep their breaks."""
+    right = max(line.x1 for line in lines)
+    left = min(line.x0 for line in lines)
+    indent = max(body, 4.0) * 0.8
+    paragraphs: list[str] = []
+    current = ""
+    previous: _PdfLine | None = None
+    for line in lines:
+        if previous is None:
+            current = line.text
+        else:
+            ended = previous.x1 < right - 2 * max(body, 4.0) and bool(
+                _SENTENCE_END.search(previous.text)
+            )
+            indented = line.x0 > left + indent and previous.x0 <= left + indent
+            if line.mono and previous.mono:
+                current += "\n" + line.text
+            elif ended or indented or line.mono != previous.mono:
+                paragraphs.append(current)
+                current = line.text
+            elif current.endswith("-"):
+                current += "\n" + line.text  # normalize_text undoes end-of-line hyphenation
+            else:
+                current += " " + line.text
+        previous = line
+    if current:
+        paragraphs.append(current)
+    return paragraphs
+
+
+def _pdf_page_text(page: pymupdf.Page) -> str:
+    """A page's text in reading order: headings marked as Markdown headings (by font size,
+    weight and section numbers), paragraphs unwrapped, blocks apart by a blank line."""
+    raw = page.get_text("dict", sort=True, flags=pymupdf.TEXTFLAGS_TEXT)
+    blocks = [_pdf_lines(b) for b in raw.get("blocks", []) if b.get("type", 0) == 0]
+    blocks = [lines for lines in blocks if lines]
+    body = _body_size(blocks)
+    out: list[str] = []
+    for lines in blocks:
+        level = _heading_level(lines, body)
+        if level is not None:
+            out.append("#" * level + " " + " ".join(line.text for line in lines))
+        else:
+            out.extend(_pdf_paragraphs(lines, body))
+    return "\n\n".join(out)
 
 
 def _page_list(numbers: list[int]) -> str:
@@ -690,10 +821,15 @@ _HTML_MIN_MAIN_WORDS = 50
 
 
 def _extract_html(data: bytes) -> Extraction:
-    from bs4 import BeautifulSoup
+    import warnings
 
-    # Bytes, not decoded text, so BeautifulSoup can honour <meta charset>.
-    soup = BeautifulSoup(data, "lxml")
+    from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
+
+    # Bytes, not decoded text, so BeautifulSoup can honour <meta charset>. XHTML pages
+    # (<?xml ...?> first) are HTML to a browser too: the HTML parser reads them as one would.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
+        soup = BeautifulSoup(data, "lxml")
     metadata: dict[str, str] = {}
     if soup.title is not None:
         title = " ".join(soup.title.get_text(" ").split())
@@ -707,12 +843,14 @@ def _extract_html(data: bytes) -> Extraction:
 
 
 def _html_main_content(soup: BeautifulSoup) -> str | None:
-    """The main content as trafilatura finds it, rendered like the rest of our HTML.
+    """The main content as trafilatura finds it, rendered from the page's own markup.
 
     Markup already drops what says it is chrome (nav, header, footer, ARIA roles);
     trafilatura's heuristics find the rest (cookie banners, share bars, related
-    links, menus built from divs). Its HTML output goes through our renderer so
-    headings, lists and tables look the same whichever path a page takes.
+    links, menus built from divs). Its own HTML output loses structure (definition
+    lists become flat lists, inline code becomes <pre> blocks), so the main content
+    it found is located in the original tree and that part is rendered; only when
+    it cannot be located is trafilatura's output rendered instead.
     None when trafilatura finds too little to trust.
     """
     for header in soup.find_all("header"):
@@ -733,16 +871,77 @@ def _html_main_content(soup: BeautifulSoup) -> str | None:
         return None
     from bs4 import BeautifulSoup
 
-    renderer = _HtmlRenderer()
     body = BeautifulSoup(html, "lxml").body
     if body is None:
         return None
-    renderer.walk(body)
+    main_words = body.get_text(" ").split()
+    if len(main_words) < _HTML_MIN_MAIN_WORDS:
+        return None
+    renderer = _HtmlRenderer()
+    located = _locate_content(soup, main_words)
+    if located is not None:
+        renderer.walk_nodes(located)
+    else:
+        renderer.walk(body)
     renderer.flush()
     text = _join_blocks(renderer.blocks)
     if len(text.split()) < _HTML_MIN_MAIN_WORDS:
         return None
     return text
+
+
+# Words of trafilatura's main text that must be found, in order, in the original tree.
+_ANCHOR_WORDS = 12
+
+
+def _locate_content(soup: BeautifulSoup, main_words: list[str]) -> list[Any] | None:
+    """The run of sibling nodes in `soup` that spans trafilatura's main text: from the node
+    holding its first words to the one holding its last, cut at their lowest common
+    ancestor. Text is compared without whitespace, so markup that splits or joins words
+    differently does not matter. None when either end cannot be found."""
+    from bs4 import NavigableString
+    from bs4.element import PreformattedString
+
+    root = soup.body or soup
+    nodes: list[Any] = []
+    ends: list[int] = []
+    parts: list[str] = []
+    length = 0
+    for node in root.descendants:
+        if isinstance(node, NavigableString) and not isinstance(node, PreformattedString):
+            squeezed = "".join(str(node).split())
+            if squeezed:
+                parts.append(squeezed)
+                length += len(squeezed)
+                nodes.append(node)
+                ends.append(length)
+    full = "".join(parts)
+    head = "".join(main_words[:_ANCHOR_WORDS])
+    tail = "".join(main_words[-_ANCHOR_WORDS:])
+    start = full.find(head)
+    if start < 0:
+        return None
+    stop = full.rfind(tail)
+    if stop < start:
+        return None
+    import bisect
+
+    first = nodes[bisect.bisect_right(ends, start)]
+    last = nodes[bisect.bisect_right(ends, stop + len(tail) - 1)]
+    first_chain = [first, *first.parents]
+    last_ancestors = {id(node) for node in [last, *last.parents]}
+    common = next((node for node in first_chain if id(node) in last_ancestors), None)
+    if common is None:
+        return None
+    if common is first:  # both ends in one text node
+        return [common]
+    children = list(common.children)
+
+    def child_holding(node: Any) -> int:
+        chain = {id(n) for n in [node, *node.parents]}
+        return next(i for i, child in enumerate(children) if id(child) in chain)
+
+    return children[child_holding(first) : child_holding(last) + 1]
 
 
 def _html_render_semantic(soup: BeautifulSoup) -> str:
@@ -784,14 +983,54 @@ def _drop_boilerplate(soup: BeautifulSoup) -> None:
             tag.decompose()
 
 
+# Elements inside which a one-line <pre> is inline code (trafilatura's output turns <code>
+# into <pre>).
+_HTML_TEXT_PARENTS = frozenset({"p", "li", "td", "th", "dd", "dt", "span", "a", "em", "strong"})
+_WHITESPACE = re.compile(r"\s+")
+
+
+# Permalink anchors (Sphinx's headerlink, Texinfo's copiable-anchor) show only a symbol.
+_PERMALINK_TEXT = frozenset({"¶", "§", "#", "🔗"})
+
+
+def _is_permalink(tag: Tag) -> bool:
+    return (
+        tag.name == "a"
+        and str(tag.get("href", "")).startswith("#")
+        and tag.get_text().strip() in _PERMALINK_TEXT
+    )
+
+
+def _inline_text(tag: Tag) -> str:
+    """A tag's text on one line, as a browser shows it (markup adds no spaces of its own),
+    without permalink symbols."""
+    from bs4 import NavigableString
+
+    parts = [
+        str(node)
+        for node in tag.descendants
+        if isinstance(node, NavigableString)
+        and not any(_is_permalink(parent) for parent in node.parents if parent is not tag)
+    ]
+    return " ".join(_WHITESPACE.sub(" ", "".join(parts)).split())
+
+
 class _HtmlRenderer:
-    """Turn an HTML subtree into Markdown-like blocks."""
+    """Turn an HTML subtree into Markdown-like blocks. Whitespace in text collapses as in a
+    browser (only <br> breaks a line); a definition list's terms (<dt>) become headings one
+    level below the section they are in, so each entry is a section of its own that chunks
+    and citations can name."""
 
     def __init__(self) -> None:
         self.blocks: list[_Block] = []
         self._inline: list[str] = []
         self._item_prefix: str | None = None
         self._list_depth = 0
+        self._heading_level = 0
+        self._dl_depth = 0
+        self._term_block: int | None = (
+            None  # index of the last <dt> heading, while no text followed
+        )
 
     def flush(self) -> None:
         lines = [" ".join(line.split()) for line in "".join(self._inline).split("\n")]
@@ -799,19 +1038,26 @@ class _HtmlRenderer:
         self._inline.clear()
         if self._item_prefix is not None:
             if text:
-                self.blocks.append(("item", self._item_prefix + text))
+                self._add("item", self._item_prefix + text)
                 # Text after a nested list still belongs to the item but gets no bullet.
                 self._item_prefix = None
             return
         if text:
-            self.blocks.append(("paragraph", text))
+            self._add("paragraph", text)
+
+    def _add(self, kind: str, text: str) -> None:
+        self.blocks.append((kind, text))
+        self._term_block = None
 
     def walk(self, root: Tag) -> None:
+        self.walk_nodes(list(root.contents))
+
+    def walk_nodes(self, nodes: list[Any]) -> None:
         from bs4 import NavigableString, Tag
         from bs4.element import PreformattedString
 
         # An explicit stack, not recursion: hostile pages nest thousands deep.
-        stack: list[tuple[bool, Any]] = [(False, child) for child in reversed(root.contents)]
+        stack: list[tuple[bool, Any]] = [(False, node) for node in reversed(nodes)]
         while stack:
             leaving, node = stack.pop()
             if leaving:
@@ -819,7 +1065,7 @@ class _HtmlRenderer:
             elif isinstance(node, PreformattedString):
                 continue  # comments, doctype, CDATA, processing instructions
             elif isinstance(node, NavigableString):
-                self._inline.append(str(node))
+                self._inline.append(_WHITESPACE.sub(" ", str(node)))
             elif isinstance(node, Tag) and self._enter(node):
                 stack.append((True, node))
                 stack.extend((False, child) for child in reversed(node.contents))
@@ -827,11 +1073,29 @@ class _HtmlRenderer:
     def _enter(self, tag: Tag) -> bool:
         """Handle an opening tag; True when its children are still to be walked."""
         name = tag.name
+        if _is_permalink(tag):
+            return False
         if name in _HTML_HEADINGS:
             self.flush()
-            text = " ".join(tag.get_text(" ").split())
+            text = _inline_text(tag)
             if text:
-                self.blocks.append(("heading", f"{'#' * _HTML_HEADINGS[name]} {text}"))
+                self._heading_level = _HTML_HEADINGS[name]
+                self._add("heading", f"{'#' * self._heading_level} {text}")
+            return False
+        if name == "dt":
+            self.flush()
+            # Texinfo puts an empty category before the name (": intmax (type)").
+            text = _inline_text(tag).lstrip(":;,. ")
+            if not text:
+                return False
+            if self._term_block is not None:
+                # Several terms for one description (-f / --force): one heading names them all.
+                kind, previous = self.blocks[self._term_block]
+                self.blocks[self._term_block] = (kind, f"{previous}, {text}")
+                return False
+            level = min(6, self._heading_level + max(self._dl_depth, 1))
+            self._add("heading", f"{'#' * level} {text}")
+            self._term_block = len(self.blocks) - 1
             return False
         if name == "br":
             self._inline.append("\n")
@@ -839,13 +1103,17 @@ class _HtmlRenderer:
         if name == "table":
             self.flush()
             for line in _table_lines(_html_table_rows(tag)):
-                self.blocks.append(("row", line))
+                self._add("row", line)
             return False
         if name == "pre":
-            self.flush()
             text = tag.get_text().strip("\n")
+            parent = tag.parent.name if tag.parent is not None else ""
+            if "\n" not in text and parent in _HTML_TEXT_PARENTS:
+                self._inline.append(text)
+                return False
+            self.flush()
             if text.strip():
-                self.blocks.append(("paragraph", text))
+                self._add("paragraph", text)
             return False
         if name in ("ul", "ol"):
             self.flush()
@@ -853,6 +1121,9 @@ class _HtmlRenderer:
         elif name == "li":
             self.flush()
             self._item_prefix = "  " * max(self._list_depth - 1, 0) + "- "
+        elif name == "dl":
+            self.flush()
+            self._dl_depth += 1
         elif name in _HTML_BLOCKS:
             self.flush()
         return True
@@ -865,6 +1136,9 @@ class _HtmlRenderer:
         elif name == "li":
             self.flush()
             self._item_prefix = None
+        elif name == "dl":
+            self.flush()
+            self._dl_depth -= 1
         elif name in _HTML_BLOCKS:
             self.flush()
 
