@@ -6,8 +6,18 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
-_TOKEN = re.compile(r"[a-z0-9]+(?:[.'-][a-z0-9]+)*")
+# Command-line options (-a, --no-verify) are terms of their own; so are identifiers that hold
+# connectors (gc.autoPackLimit, stash@{0}, pre-commit, http://host/path, employee's).
+_OPTION = r"(?<![\w-])--?[a-z0-9][a-z0-9-]*"
+_WORD = r"[a-z0-9_]+(?:[.:@/'{}\[\]-]+[a-z0-9_]+)*\}?"
+_TOKEN = re.compile(f"{_OPTION}|{_WORD}", re.IGNORECASE)
+_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_CONNECTOR = re.compile(r"[^A-Za-z0-9]")
+_POSSESSIVE = re.compile(r"'s$", re.IGNORECASE)
+TOKENIZER_VERSION = "terms-v2"
 STOPWORDS = frozenset(
     [
         "a",
@@ -77,8 +87,39 @@ STOPWORDS = frozenset(
 )
 
 
+@lru_cache(maxsize=1)
+def _stemmer() -> Any:
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+@lru_cache(maxsize=200_000)
+def _stem(word: str) -> str:
+    return word if word.isdigit() else _stemmer().stemWord(word)
+
+
+@lru_cache(maxsize=200_000)
+def _terms(token: str) -> tuple[str, ...]:
+    """One token's terms: a plain word lowercased and stemmed (defaults -> default); an
+    identifier or option whole and lowercased, then its parts (split at connectors and
+    camelCase: gc.autoPackLimit -> gc, auto, pack, limit) stemmed, so both the exact name and
+    a paraphrase of it match."""
+    token = _POSSESSIVE.sub("", token)
+    lowered = token.lower()
+    camel = not token.isupper() and any(c.isupper() for c in token[1:])
+    compound = camel or bool(_CONNECTOR.search(token))
+    if not compound:
+        return () if lowered in STOPWORDS else (_stem(lowered),)
+    parts = [p.lower() for p in _PARTS.findall(token)]
+    out = [lowered]
+    out.extend(_stem(p) for p in parts if len(p) > 1 and p not in STOPWORDS and p != lowered)
+    return tuple(out)
+
+
 def tokenize(text: str) -> list[str]:
-    return [t for t in _TOKEN.findall(text.lower()) if t not in STOPWORDS]
+    """Index and query terms of a text, in order (repeats kept for term frequency)."""
+    return [term for token in _TOKEN.findall(text) for term in _terms(token)]
 
 
 @dataclass(frozen=True)

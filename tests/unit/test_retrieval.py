@@ -41,17 +41,32 @@ CHUNKS = [
 @pytest.mark.parametrize(
     ("text", "tokens"),
     [
-        ("The Annual LEAVE policy", ["annual", "leave", "policy"]),
-        ("Wi-Fi e-mail", ["wi-fi", "e-mail"]),
-        ("version 3.5, not 3.", ["version", "3.5", "not", "3"]),
-        ("employee's badge", ["employee's", "badge"]),
+        # plain words: lowercased and stemmed, stopwords gone
+        ("The Annual LEAVE policy", ["annual", "leav", "polici"]),
+        ("Defaults to 10", ["default", "10"]),
         ("what is the of and", []),
         ("", []),
         ("!!! ???", []),
+        # identifiers whole, then their parts (at connectors and camelCase)
+        ("Wi-Fi e-mail", ["wi-fi", "wi", "fi", "e-mail", "mail"]),
+        ("gc.autoPackLimit", ["gc.autopacklimit", "gc", "auto", "pack", "limit"]),
+        ("stash@{0}", ["stash@{0}", "stash"]),
+        ("version 3.5, not 3.", ["version", "3.5", "not", "3"]),
+        # options are terms, even one letter long; a possessive is the word itself
+        ("git tag -a and --no-verify", ["git", "tag", "-a", "--no-verify", "no", "verifi"]),
+        ("employee's badge", ["employe", "badg"]),
     ],
 )
 def test_tokenize(text: str, tokens: list[str]) -> None:
     assert tokenize(text) == tokens
+
+
+def test_question_and_document_forms_meet() -> None:
+    """Stemming and identifier parts make a question's words match the documentation's."""
+    question = set(tokenize("Which option prunes loose objects by default?"))
+    document = set(tokenize("--prune=<date>: Prune loose objects older than date (defaults)"))
+    assert {"prune", "loos", "object", "default"} <= question & document
+    assert "auto" in set(tokenize("the auto pack limit")) & set(tokenize("gc.autoPackLimit"))
 
 
 def test_stopwords_are_lowercase_and_removed() -> None:
