@@ -703,3 +703,72 @@ def test_corpus_file_extracts_or_fails_cleanly(path: Path) -> None:
                 assert page.method in {"text", "ocr"}
                 assert (page.ocr_confidence is not None) <= (page.method == "ocr")
             assert extraction.method in {"text", "ocr", "mixed"}
+
+
+# --- structure kept for retrieval: definition lists, inline code, PDF headings -------------------
+
+
+def test_html_definition_terms_become_headings_with_inline_code_inline() -> None:
+    html = b"""<html><body><main><h2>Variables</h2><dl>
+    <dt><code>gc.auto</code></dt><dd><p>When there are more than this many loose
+    objects, <code>git gc --auto</code> packs them. The default value is 6700.</p></dd>
+    <dt>-f</dt><dt>--force</dt><dd><p>Remove an unclean worktree.</p></dd>
+    </dl><p>Text after the list.</p></main></body></html>"""
+
+    text = extract(html, "html").pages[0].text
+
+    assert text.startswith(
+        "## Variables\n\n### gc.auto\n\nWhen there are more than this many loose objects, "
+        "git gc --auto packs them. The default value is 6700."
+    )
+    # several terms of one description make one heading
+    assert "\n\n### -f, --force\n\nRemove an unclean worktree." in text
+
+
+def test_html_permalink_symbols_are_dropped() -> None:
+    html = (
+        '<html><body><main><h3>Integer types<a class="headerlink" href="#int">\u00b6</a></h3>'
+        '<dl><dt id="x"><span>: </span><strong>intmax</strong> (type)'
+        '<a href="#x" class="copiable-anchor"> &para;</a></dt><dd>Largest integer.</dd></dl>'
+        "</main></body></html>"
+    ).encode()
+
+    assert extract(html, "html").pages[0].text == (
+        "### Integer types\n\n#### intmax (type)\n\nLargest integer."
+    )
+
+
+def test_html_main_content_found_by_trafilatura_keeps_the_page_markup() -> None:
+    entries = "".join(
+        f"<dt>setting.number{i}</dt><dd><p>Setting number {i} controls the behaviour of "
+        f"component {i} of the system. The default value is {i * 10} units.</p></dd>"
+        for i in range(12)
+    )
+    html = (
+        "<html><body><div class='menu'><a href='/a'>Home</a> <a href='/b'>Docs</a></div>"
+        f"<div class='content'><h1>Configuration</h1><dl>{entries}</dl></div>"
+        "<div class='footer'>Copyright 2024 Example Corp. All rights reserved.</div>"
+        "</body></html>"
+    ).encode()
+
+    text = extract(html, "html").pages[0].text
+
+    assert "## setting.number3\n\nSetting number 3 controls" in text
+    assert "The default value is 30 units." in text
+
+
+def test_pdf_headings_by_font_size_and_paragraphs_unwrapped() -> None:
+    document = pymupdf.open()
+    page = document.new_page()
+    page.insert_text((72, 72), "2.3 Making the manuals", fontsize=16)
+    body = (
+        "There is a set of manuals that can be built from the sources, and the reference manual\n"
+        "can be compacted by the make target given below once it is built, which takes time.\n"
+    )
+    page.insert_text((72, 110), body, fontsize=10)
+    page.insert_text((72, 150), "Footnotes end here.", fontsize=10)
+    text = extract(document.tobytes(), "pdf").pages[0].text
+
+    assert text.startswith("## 2.3 Making the manuals\n\n")
+    # the two wrapped lines read as one paragraph
+    assert "reference manual can be compacted" in text
