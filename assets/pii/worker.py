@@ -6,8 +6,11 @@ process loads them on the machine's other core while the run scans, extracts and
 screens the new texts when they arrive. One worker per run process, started once; it exits when
 its pipe closes (the run process ended) or on `stop()`.
 
-Protocol: one JSON object per line each way. Request `{"texts", "policy", "custom"}`;
-answer `{"results": [[text, status, summary], ...]}` or `{"error": "..."}`."""
+Protocol: one JSON object per line each way. Request `{"texts", "policy", "custom",
+"allow_terms", "entities"}` (`custom`: recognisers as `CustomRecognizer.to_dict`; `allow_terms`: a
+list of terms, `entities`: a list of entity types or null for the defaults; a request without the
+last two, as older callers send, gets `[]` and `null`); answer
+`{"results": [[text, status, summary], ...]}` or `{"error": "..."}`."""
 
 from __future__ import annotations
 
@@ -57,8 +60,15 @@ class PiiWorker:
         return self._proc is not None and self._proc.poll() is None
 
     def screen(
-        self, texts: Sequence[str], policy: str, custom: Sequence[CustomRecognizer]
+        self,
+        texts: Sequence[str],
+        policy: str,
+        custom: Sequence[CustomRecognizer],
+        allow_terms: Sequence[str] = (),
+        entities: Sequence[str] | None = None,
     ) -> list[Screened]:
+        """screen_texts(texts, policy, ...) with the screener of `custom`, `allow_terms` and
+        `entities`, done in the worker process."""
         if not texts:
             return []
         self.start()
@@ -69,6 +79,8 @@ class PiiWorker:
                 "texts": list(texts),
                 "policy": policy,
                 "custom": [c.to_dict() for c in custom],
+                "allow_terms": list(allow_terms),
+                "entities": None if entities is None else list(entities),
             }
             try:
                 proc.stdin.write(json.dumps(request) + "\n")
@@ -108,14 +120,21 @@ def serve(stdin: IO[str], stdout: IO[str]) -> None:
     from assets.pii.screen import PiiScreener
     from assets.privacy.screening import screen_texts
 
-    screeners: dict[str, PiiScreener] = {"[]": PiiScreener()}  # load while the run works
+    def key_of(request: dict[str, Any]) -> str:
+        config = [request.get("custom") or [], request.get("allow_terms") or []]
+        return json.dumps([*config, request.get("entities")], sort_keys=True)
+
+    # Load while the run works.
+    screeners: dict[str, PiiScreener] = {key_of({}): PiiScreener()}
     for line in stdin:
         try:
             request = json.loads(line)
-            key = json.dumps(request["custom"], sort_keys=True)
+            key = key_of(request)
             if key not in screeners:
                 screeners[key] = PiiScreener(
-                    custom=[CustomRecognizer.from_dict(c) for c in request["custom"]]
+                    custom=[CustomRecognizer.from_dict(c) for c in request.get("custom") or []],
+                    allow_terms=request.get("allow_terms") or (),
+                    entities=request.get("entities"),
                 )
             results = screen_texts(request["texts"], request["policy"], screeners[key])
             answer: dict[str, Any] = {"results": [[r.text, r.status, r.summary] for r in results]}
