@@ -87,6 +87,11 @@ class ProjectSettings(msgspec.Struct, omit_defaults=True):
     train_steps: int | None = None
     pii_policy: str | None = None
     pii_recognizers: list[PiiRecognizer] | None = None
+    # Terms that are never personal data here (product names, public authors), entity types to
+    # screen (unset: the defaults), and what residual findings after redaction do: review | fail.
+    pii_allow_terms: list[str] | None = None
+    pii_entities: list[str] | None = None
+    pii_residual: str | None = None
     near_dup_threshold: float | None = None
     quality_threshold: float | None = None
     promotion: Promotion | None = None
@@ -218,6 +223,19 @@ class RunEvent(msgspec.Struct):
     data: dict[str, Any]
 
 
+class RunFailure(msgspec.Struct):
+    """Why a failed run failed, and what to do: the stage (asset) that failed, a stable
+    snake_case `code` (e.g. review_pending, gold_leak, promotion_blocked, out_of_memory,
+    internal_error), the `cause` in plain words naming the document / example / setting, the
+    `action` to take, and machine-readable `details` (example ids, findings)."""
+
+    stage: str | None
+    code: str
+    cause: str
+    action: str
+    details: dict[str, Any] = {}
+
+
 class Run(msgspec.Struct):
     id: str
     kind: str
@@ -228,6 +246,7 @@ class Run(msgspec.Struct):
     created_at: datetime
     updated_at: datetime
     events: list[RunEvent] = []
+    failure: RunFailure | None = None
 
 
 class Deployment(msgspec.Struct):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from api import schemas
+from assets.failures import FAILURE_EVENT_KINDS, failure_of_event
 from resources import tables
 from resources.repository import partition_key
 
@@ -39,7 +42,15 @@ def document(row: tables.Document) -> schemas.Document:
     )
 
 
-def run(row: tables.Run, events: list[tables.RunEvent] | None = None) -> schemas.Run:
+def run(
+    row: tables.Run,
+    events: Sequence[tables.RunEvent] | None = None,
+    failure_events: Sequence[tables.RunEvent] | None = None,
+) -> schemas.Run:
+    """The run with its timeline (`events`, when given). `failure` explains a failed run from
+    its timeline: from `failure_events` when given (a listing passes the few events that
+    matter without the whole timeline), otherwise from `events`."""
+    explained = failure_event(failure_events if failure_events is not None else events or [])
     return schemas.Run(
         id=row.id,
         kind=row.kind,
@@ -55,6 +66,45 @@ def run(row: tables.Run, events: list[tables.RunEvent] | None = None) -> schemas
             )
             for e in events or []
         ],
+        failure=run_failure(explained) if row.status == "failed" and explained else None,
+    )
+
+
+# The kinds of event failure_event() reads (a listing loads only these).
+FAILURE_CONTEXT_KINDS = (*FAILURE_EVENT_KINDS, "status", "stage_started")
+
+
+def current_attempt(events: Sequence[tables.RunEvent]) -> list[tables.RunEvent]:
+    """The events since the run was last queued: a retried run's earlier failures are history."""
+    events = list(events)
+    start = 0
+    for i, e in enumerate(events):
+        if e.kind == "status" and (e.data or {}).get("to") == "queued":
+            start = i
+    return events[start:]
+
+
+def failure_event(events: Sequence[tables.RunEvent]) -> tables.RunEvent | None:
+    """The event that best explains why the run failed: the latest `check_failed`,
+    `stage_failed`, `promotion_blocked` or `run_failed` event of the current attempt, leaving
+    out a stage's failure that Dagster retried (a later start of the same stage)."""
+    attempt = current_attempt(events)
+    for i in range(len(attempt) - 1, -1, -1):
+        event = attempt[i]
+        if event.kind not in FAILURE_EVENT_KINDS:
+            continue
+        retried = any(
+            later.kind == "stage_started" and later.stage == event.stage
+            for later in attempt[i + 1 :]
+        )
+        if not retried:
+            return event
+    return None
+
+
+def run_failure(event: tables.RunEvent) -> schemas.RunFailure:
+    return schemas.RunFailure(
+        **failure_of_event(event.kind, event.stage, event.message, event.data)
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import dagster as dg
 
+from assets.failures import StageFailure, explain, failure_data, to_dagster
 from resources.database import Database
 from resources.object_store import ObjectStoreResource, ProjectStore
 from resources.repository import TenantScope, split_partition_key, tenant_by_slug
@@ -44,10 +45,18 @@ def project_handle(
         tenant = tenant_by_slug(session, tenant_slug)
         project = TenantScope(session, tenant.id).project(project_slug) if tenant else None
         if tenant is None or project is None:
-            raise dg.Failure(
+            failure = StageFailure(
+                _asset_name(context),
                 f"partition {context.partition_key}: no project {project_slug!r} for tenant "
-                f"{tenant_slug!r} in the application database; create it through the API first"
+                f"{tenant_slug!r} in the application database",
+                f"create the project through the API first (POST /v1/projects with slug "
+                f"{project_slug!r}, as tenant {tenant_slug!r}), or delete the stale partition "
+                "from Dagster",
+                code="project_not_found",
+                details={"partition": context.partition_key},
             )
+            # Outside stage() (no run row to record it in): Dagster shows the text.
+            raise to_dagster(failure) from failure
         return ProjectHandle(
             tenant=tenant_slug,
             project=project_slug,
@@ -79,12 +88,25 @@ def run_row(scope: TenantScope, context: dg.AssetExecutionContext, project_id: s
     return run
 
 
+def _asset_name(context: dg.AssetExecutionContext) -> str:
+    try:
+        return context.asset_key.to_user_string()
+    except Exception:  # a multi-asset step: the op's name
+        return context.op.name
+
+
 @contextmanager
 def stage(
     context: dg.AssetExecutionContext, handle: ProjectHandle, name: str
 ) -> Iterator[dict[str, Any]]:
     """Record the stage's start, end, duration and outcome in the run's timeline. The caller
-    may put figures into the yielded dict; they are stored with the finish event."""
+    may put figures into the yielded dict; they are stored with the finish event.
+
+    On an exception the `stage_failed` event says what went wrong and what to do
+    (`assets.failures.explain`), and the step fails with a `dagster.Failure` carrying the same
+    text and details (the original exception stays chained to it, traceback and all), so the
+    Dagster UI says it too. Interruptions (a cancelled run) and Dagster's own control-flow
+    exceptions (RetryRequested) are re-raised unchanged."""
     with handle.scope() as scope:
         run_id = run_row(scope, context, handle.project_id).id
         scope.add_run_event(run_id, "stage_started", f"{name} started", stage=name)
@@ -93,15 +115,22 @@ def stage(
     try:
         yield figures
     except BaseException as exc:
-        with handle.scope() as scope:
-            scope.add_run_event(
-                run_id,
-                "stage_failed",
-                f"{name} failed: {str(exc) or type(exc).__name__}",
-                stage=name,
-                data={"seconds": round(time.perf_counter() - started, 3)},
-            )
-        raise
+        failure = explain(exc, name, project=handle.project, run_id=run_id)
+        seconds = round(time.perf_counter() - started, 3)
+        try:
+            with handle.scope() as scope:
+                scope.add_run_event(
+                    run_id,
+                    "stage_failed",
+                    str(failure),
+                    stage=name,
+                    data=failure_data(failure, seconds=seconds),
+                )
+        except Exception as record_error:  # e.g. the database is the problem: still fail right
+            context.log.warning(f"could not record the failure of {name}: {record_error}")
+        if not isinstance(exc, Exception) or isinstance(exc, dg.RetryRequested):
+            raise
+        raise to_dagster(failure, allow_retries=getattr(exc, "allow_retries", None)) from exc
     seconds = round(time.perf_counter() - started, 3)
     with handle.scope() as scope:
         scope.add_run_event(
@@ -111,3 +140,28 @@ def stage(
             stage=name,
             data={"seconds": seconds, **figures},
         )
+
+
+def record_check_failure(
+    handle: ProjectHandle,
+    context: dg.AssetExecutionContext,
+    check_name: str,
+    failure: StageFailure,
+    *,
+    kind: str = "check_failed",
+    scope: TenantScope | None = None,
+    **extra: Any,
+) -> None:
+    """Put a blocking asset check's failure in the run's timeline, before the asset yields the
+    failing `AssetCheckResult`. Dagster then fails the step (DagsterAssetCheckFailedError, after
+    the asset materialised), skips what depends on the asset and fails the run; the event is
+    what the API tells the person. `scope`: record in the caller's transaction."""
+    data = failure_data(failure, **extra, check=check_name)
+    if scope is None:
+        with handle.scope() as own:
+            run_id = run_row(own, context, handle.project_id).id
+            own.add_run_event(run_id, kind, str(failure), stage=failure.stage, data=data)
+    else:
+        run_id = run_row(scope, context, handle.project_id).id
+        scope.add_run_event(run_id, kind, str(failure), stage=failure.stage, data=data)
+    context.log.error(f"check {check_name}: {failure}")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from litestar import Controller, get, post
+from sqlalchemy import select
 
 from api import schemas, views
 from api.auth import Principal
 from api.controllers.projects import get_project
 from api.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable
+from assets.failures import StageFailure, failure_data
 from assets.project import RUN_ID_TAG
 from assets.training.config import validate_hyperparameters
 from resources.database import Database
@@ -20,7 +22,7 @@ from resources.orchestrator import (
 )
 from resources.repository import TenantScope, partition_key
 from resources.run_states import TERMINAL, follow, move
-from resources.tables import Project, Run, Tenant
+from resources.tables import Project, Run, RunEvent, Tenant
 
 KINDS = {"pipeline": PIPELINE_JOB, "training": TRAINING_JOB}
 
@@ -59,7 +61,11 @@ def _run_config(data: schemas.RunCreate) -> dict:
 
 
 def refresh(scope: TenantScope, run: Run, orchestrator: DagsterOrchestrator) -> None:
-    """Bring our row's status up to date with Dagster's (while the run is not finished)."""
+    """Bring our row's status up to date with Dagster's (while the run is not finished). A
+    failed run's `error` is the explanation its timeline holds (`views.failure_event`: what
+    failed, naming the document / example / setting, and what to do); when the timeline holds
+    none (a step crashed before its stage began) a `run_failed` event names the failed steps
+    and where Dagster keeps their log."""
     if run.status in TERMINAL or not run.dagster_run_id:
         return
     try:
@@ -77,16 +83,61 @@ def refresh(scope: TenantScope, run: Run, orchestrator: DagsterOrchestrator) -> 
         and info.status == "failed"
     ):
         failed = [s["stepKey"] for s in info.steps if s["status"] == "FAILURE"]
-        reasons = [
-            e.message
-            for e in scope.run_events(run.id)
-            if e.kind in ("error", "stage_failed", "promotion_blocked")
-        ]
-        run.error = (
-            f"step(s) failed: {', '.join(failed) or 'unknown'}"
-            + (f": {reasons[-1]}" if reasons else "")
-            + "; see the run in the Dagster UI"
+        events = list(scope.run_events(run.id))
+        explained = views.failure_event(events)
+        if explained is not None:
+            others = [s for s in failed if s != explained.stage]
+            run.error = explained.message + (
+                f" (also failed: {', '.join(others)}; see Dagster run {info.dagster_run_id})"
+                if others
+                else ""
+            )
+            return
+        failure = _unexplained(scope, run, info.dagster_run_id, failed, events)
+        scope.add_run_event(
+            run.id,
+            "run_failed",
+            str(failure),
+            stage=failed[0] if failed else None,
+            data=failure_data(failure),
         )
+        run.error = str(failure)
+
+
+def _unexplained(
+    scope: TenantScope, run: Run, dagster_run_id: str, failed: list[str], events: list
+) -> StageFailure:
+    """Dagster failed the run and no stage said why: name the steps and where the log is."""
+    project = scope.session.get(Project, run.project_id)
+    slug = project.slug if project is not None else "{project}"
+    attempt = views.current_attempt(events)
+    finished = [
+        s for s in failed if any(e.kind == "stage_finished" and e.stage == s for e in attempt)
+    ]
+    errors = [e.message for e in attempt if e.kind == "error" and e.message]
+    steps = ", ".join(failed) or "no step (the run itself)"
+    if finished:
+        cause = (
+            f"Dagster failed step(s) {steps} after {', '.join(finished)} finished its work: most "
+            "likely a blocking asset check on it did not pass (or storing its output failed)"
+        )
+    else:
+        cause = (
+            f"Dagster reports step(s) {steps} failed before privatune could record why (the "
+            "step crashed or was stopped before its stage began: a resource, the IO manager or "
+            "the run's worker process)"
+        )
+    if errors:
+        cause += f"; the last error recorded: {errors[-1]}"
+    return StageFailure(
+        ", ".join(failed) or "the run",
+        cause,
+        f"open Dagster run {dagster_run_id} in the Dagster UI: the step's log and asset checks "
+        f"say what went wrong. Then retry the run (POST /v1/projects/{slug}/runs/{run.id}/"
+        f"retry); if it fails again, report run {run.id} (Dagster run {dagster_run_id})",
+        code="step_failed",
+        details={"failed_steps": failed, "dagster_run_id": dagster_run_id},
+    )
 
 
 def _run(scope: TenantScope, project: str, run_id: str) -> Run:
@@ -163,7 +214,21 @@ class RunController(Controller):
     def list(self, project: str, principal: Principal, db: Database) -> list[schemas.Run]:
         with db.session() as session:
             scope = TenantScope(session, principal.tenant_id)
-            return [views.run(r) for r in scope.runs(get_project(scope, project).id)]
+            runs = list(scope.runs(get_project(scope, project).id))
+            failed = [r.id for r in runs if r.status == "failed"]
+            context: dict[str, list[RunEvent]] = {}
+            if failed:  # what explains each failed run, in one query
+                for event in scope.session.scalars(
+                    select(RunEvent)
+                    .where(
+                        RunEvent.tenant_id == principal.tenant_id,
+                        RunEvent.run_id.in_(failed),
+                        RunEvent.kind.in_(views.FAILURE_CONTEXT_KINDS),
+                    )
+                    .order_by(RunEvent.at, RunEvent.id)
+                ):
+                    context.setdefault(event.run_id, []).append(event)
+            return [views.run(r, failure_events=context.get(r.id, [])) for r in runs]
 
     @get("/{run_id:str}", operation_id="getRun", sync_to_thread=True)
     def get(

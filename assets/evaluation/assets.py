@@ -14,7 +14,8 @@ from assets.evaluation.report import (
     render_html,
 )
 from assets.evaluation.run import System, eval_questions, evaluate
-from assets.project import project_handle, run_row, stage
+from assets.failures import StageFailure
+from assets.project import project_handle, record_check_failure, stage
 from assets.retrieval.answering import Answering
 from assets.retrieval.hybrid import load_index
 from pipelines.partitions import tenant_project
@@ -207,13 +208,32 @@ def eval_report(
             )
             evaluation_id = evaluation.id
             if not verdict.passed:
-                scope.add_run_event(
-                    run_row(scope, context, handle.project_id).id,
-                    "promotion_blocked",
-                    f"promotion gate blocked deployment (vs {reference}): "
-                    + "; ".join(verdict.reasons),
-                    stage="eval_report",
-                    data={"evaluation_id": evaluation_id, "reasons": verdict.reasons},
+                record_check_failure(
+                    handle,
+                    context,
+                    GATE_CHECK,
+                    StageFailure(
+                        "eval_report",
+                        f"promotion gate blocked deployment (vs {reference}): "
+                        + "; ".join(verdict.reasons),
+                        "the new adapter is not deployed and the current deployment keeps "
+                        "serving. Look at the report (GET /v1/projects/"
+                        f"{handle.project}/evaluations/{evaluation_id}/report) for the questions "
+                        "it got wrong; improve the training data (review or add documents) or "
+                        "the hyperparameters and run again, or widen the project's promotion "
+                        "margins / latency budget (settings.promotion) if the gate is too strict",
+                        code="promotion_blocked",
+                        details={
+                            "evaluation_id": evaluation_id,
+                            "compared_with": reference,
+                            "reasons": verdict.reasons,
+                            "deltas": verdict.deltas,
+                        },
+                    ),
+                    kind="promotion_blocked",
+                    scope=scope,
+                    evaluation_id=evaluation_id,
+                    reasons=verdict.reasons,
                 )
                 scope.audit(
                     "dagster",
@@ -296,8 +316,14 @@ def deployment_evaluation(
         with handle.scope() as scope:
             active = scope.active_deployment(handle.project_id)
             if active is None:
-                raise dg.Failure(
-                    f"{handle.tenant}/{handle.project} has no active deployment to re-evaluate"
+                raise StageFailure(
+                    "deployment_evaluation",
+                    f"{handle.tenant}/{handle.project} has no active deployment to re-evaluate",
+                    "run the pipeline until an adapter passes the promotion gate (POST "
+                    f"/v1/projects/{handle.project}/runs), or activate an earlier deployment "
+                    f"(POST /v1/projects/{handle.project}/deployments/{{version}}/activate); "
+                    "the nightly re-evaluation needs one",
+                    code="no_active_deployment",
                 )
             manifest, version = dict(active.manifest), active.version
         systems = [

@@ -18,6 +18,7 @@ import dagster as dg
 from dagster import AssetExecutionContext
 
 from assets.dataset.assets import from_jsonl
+from assets.failures import StageFailure
 from assets.project import ProjectHandle, project_handle, run_row, stage
 from assets.training.checkpoints import StoreCheckpoints
 from assets.training.config import AdapterConfig
@@ -123,14 +124,14 @@ def adapter(
                 base_path = local_path(model, store.get_store())
         except (ModelNotApproved, ModelNotAvailable) as exc:
             timeline.event("error", str(exc))
-            raise dg.Failure(str(exc)) from exc
+            raise  # stage() explains it: which model, and what to change
 
         timeline.move("preflight")
         try:
             device = resolve_device(params)
         except TrainingRefused as exc:
             timeline.event("error", str(exc))
-            raise dg.Failure(str(exc)) from exc
+            raise
         estimate = estimate_memory(base_path, params, device)
         available = available_memory(device)
         fits, verdict = preflight(estimate, available, device)
@@ -144,7 +145,20 @@ def adapter(
             breakdown=estimate.breakdown(),
         )
         if not fits:
-            raise dg.Failure(f"preflight refused the run: {verdict}")
+            raise StageFailure(
+                "adapter",
+                f"the memory preflight refused the run: training {base_id} on {device} {verdict}",
+                "start the run again with the hyperparameters the cause suggests (POST "
+                f"/v1/projects/{handle.project}/runs with hyperparameters), or run it on a "
+                "GPU worker with more memory",
+                code="out_of_memory",
+                details={
+                    "device": device,
+                    "estimate_bytes": estimate.total,
+                    "available_bytes": available,
+                    "breakdown": estimate.breakdown(),
+                },
+            )
 
         train = [
             r["messages"]
@@ -155,8 +169,16 @@ def adapter(
             for r in from_jsonl(handle.store.get_bytes(splits["splits"]["validation"]["key"]))
         ]
         if not train:
-            raise dg.Failure(
-                "the train split is empty: upload more documents with extractable facts"
+            raise StageFailure(
+                "adapter",
+                f"the train split of dataset version {splits['dataset_version']} is empty: "
+                "no example was accepted for training",
+                "upload more documents with extractable facts (POST "
+                f"/v1/projects/{handle.project}/documents), or approve examples waiting in the "
+                f"review queue (GET /v1/projects/{handle.project}/review); then run the pipeline "
+                "again",
+                code="no_training_examples",
+                details={"dataset_version": splits["dataset_version"]},
             )
 
         timeline.move("training", f"training {base_id} on {device}")
