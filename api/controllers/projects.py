@@ -36,17 +36,28 @@ def validate_settings(settings: schemas.ProjectSettings) -> dict:
             raise BadRequest(f"settings.{name} must be between 0 and 1", code="invalid_settings")
     _validate_dataset_settings(values)
     _validate_serving_settings(values)
-    if values.get("pii_recognizers"):
-        from assets.pii.recognizers import CustomRecognizer
-
-        for recognizer in values["pii_recognizers"]:
-            try:
-                CustomRecognizer.from_dict(recognizer).validate()
-            except (ValueError, TypeError) as exc:
-                raise BadRequest(
-                    f"settings.pii_recognizers: {exc}", code="invalid_settings"
-                ) from exc
+    _validate_pii_settings(values)
     return values
+
+
+def _validate_pii_settings(values: dict) -> None:
+    """Recognisers, allow-list and entity types, checked without loading Presidio."""
+    from assets.dataset.pii_review import RESIDUAL_MODES
+    from assets.pii.recognizers import CustomRecognizer, validate_allow_terms, validate_entities
+
+    custom = []
+    for recognizer in values.get("pii_recognizers") or []:
+        try:
+            custom.append(CustomRecognizer.from_dict(recognizer))
+        except (ValueError, TypeError) as exc:
+            raise BadRequest(f"settings.pii_recognizers: {exc}", code="invalid_settings") from exc
+    try:
+        validate_allow_terms(values.get("pii_allow_terms"), "settings.pii_allow_terms")
+        validate_entities(values.get("pii_entities"), custom, "settings.pii_entities")
+    except ValueError as exc:
+        raise BadRequest(str(exc), code="invalid_settings") from exc
+    if values.get("pii_residual") not in (None, *RESIDUAL_MODES):
+        raise _invalid(f"pii_residual must be one of {', '.join(RESIDUAL_MODES)}")
 
 
 def _invalid(message: str) -> BadRequest:

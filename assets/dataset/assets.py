@@ -22,9 +22,19 @@ from assets.dataset.generate import (
     PairGenerator,
     QAPair,
     build_examples,
+    first_of_each_id,
 )
 from assets.dataset.leaks import context_leaks, near_duplicate_chunks, question_leaks
 from assets.dataset.model_generator import ModelGenerator, ModelGeneratorConfig, build_client
+from assets.dataset.pii_review import (
+    DEFAULT_RESIDUAL_MODE,
+    MAX_REPORTED,
+    ResidualFinding,
+    find_residual,
+    redact_chunks,
+    route_to_review,
+)
+from assets.dataset.pii_review import summary as pii_summary
 from assets.dataset.prompt import DEFAULT_REFUSAL, DEFAULT_SYSTEM_PROMPT
 from assets.dataset.refusals import (
     DEFAULT_ESCALATION,
@@ -42,9 +52,10 @@ from assets.dataset.review import (
 )
 from assets.dataset.scoring import SCORER_VERSION, merge_duplicates, route, score_example
 from assets.dataset.split import SPLITS, assign_splits
+from assets.failures import StageFailure
 from assets.privacy.assets import screening_config
-from assets.privacy.screening import residual_in_paragraphs, screen_texts
-from assets.project import project_handle, stage
+from assets.privacy.screening import screen_texts
+from assets.project import ProjectHandle, project_handle, record_check_failure, run_row, stage
 from pipelines.partitions import tenant_project
 from resources.database import Database
 from resources.model_runtime import ModelRuntime
@@ -99,6 +110,7 @@ def dataset_settings(settings: dict) -> dict[str, Any]:
             settings["split_seed"] if settings.get("split_seed") is not None else DEFAULT_SPLIT_SEED
         ),
         "review_policy": settings.get("review_policy") or DEFAULT_POLICY,
+        "pii_residual": settings.get("pii_residual") or DEFAULT_RESIDUAL_MODE,
         "auto_accept_threshold": float(
             settings["auto_accept_threshold"]
             if settings.get("auto_accept_threshold") is not None
@@ -191,7 +203,14 @@ def build_generators(config: dict[str, Any], runtime: ModelRuntime) -> list[Pair
             base_path = runtime.base_model_ref()[1] if model_config.provider == "local" else None
             out.append(ModelGenerator(build_client(model_config, base_path), model_config))
         else:
-            raise dg.Failure(f"unknown generator {name!r} in the project's settings")
+            raise StageFailure(
+                "examples",
+                f"unknown generator {name!r} in the project's setting generators",
+                "set generators to a list of `deterministic` and/or `model` (PATCH "
+                "/v1/projects/{project} with settings.generators), then run again",
+                code="invalid_setting",
+                details={"setting": "generators", "value": name},
+            )
     return out
 
 
@@ -296,10 +315,7 @@ def examples(
             timings[generator.name] = round(time.perf_counter() - started, 3)
         if policy == "redact" and made:
             # Questions and answers are new text (a line rephrased as a sentence): screen them too.
-            from assets.pii.screen import PiiScreener
-
-            _, custom, _ = screening_config(handle.settings)
-            screener = PiiScreener(custom=custom)
+            screener = screening_config(handle.settings, "examples").screener()
             made = redact_examples(made, screener)
 
         # Refusal and escalation examples, train and validation only (gold measures grounded
@@ -359,7 +375,18 @@ def examples(
             else e
             for e in made
         ]
-        made = kept_gold + made
+        made = first_of_each_id(kept_gold + made)
+
+        # Personal data the redaction left (found again in chunks, questions and answers):
+        # to the review queue and redacted in the chunks, or the run fails, by pii_residual.
+        residual: list[ResidualFinding] = []
+        routed = 0
+        if policy == "redact":
+            screener = screener or screening_config(handle.settings, "examples").screener()
+            residual, in_chunks = find_residual(chunks, made, screener)
+            if residual and config["pii_residual"] == "review":
+                chunks = redact_chunks(chunks, in_chunks, screener)
+                made, routed = route_to_review(made, residual)
 
         with handle.scope() as scope:
             decisions = scope.latest_reviews(handle.project_id)
@@ -405,12 +432,40 @@ def examples(
     preview = "\n".join(
         f"| {r['kind']} | {r['status']} | {r['question']} | {r['answer'][:80]} |" for r in rows[:8]
     )
-    residual = 0
-    if policy == "redact" and screener is not None:
-        residual = residual_in_paragraphs(
-            [c.text for c in chunks] + [t for r in rows for t in (r["question"], r["answer"])],
-            screener,
-        )
+    failed = bool(residual) and config["pii_residual"] == "fail"
+    if residual:
+        details = {
+            "findings": [f.to_dict() for f in residual[:MAX_REPORTED]],
+            "findings_total": len(residual),
+            "routed_to_review": routed,
+        }
+        if failed:
+            record_check_failure(
+                handle,
+                context,
+                "no_unredacted_pii",
+                StageFailure(
+                    "examples",
+                    pii_summary(residual),
+                    "look at the findings (GET /v1/projects/<project>/runs/<run id>, failure."
+                    "details): add words that are not personal data to settings.pii_allow_terms, "
+                    "drop an entity type from settings.pii_entities, add a custom recogniser for "
+                    "what redaction missed, or set settings.pii_residual to review to send such "
+                    "examples to the review queue; then run again",
+                    code="pii_found",
+                    details=details,
+                ),
+            )
+        else:
+            with handle.scope() as scope:
+                scope.add_run_event(
+                    run_row(scope, context, handle.project_id).id,
+                    "pii_review",
+                    f"examples: {pii_summary(residual)}; {routed} example(s) sent to the review "
+                    "queue (GET /v1/projects/<project>/review), the findings redacted in the chunks",
+                    stage="examples",
+                    data=details,
+                )
     generator_info = {
         "names": [g.name for g in generators],
         "seconds": timings,
@@ -456,9 +511,17 @@ def examples(
     )
     yield dg.AssetCheckResult(
         check_name="no_unredacted_pii",
-        passed=residual == 0,
+        passed=not failed,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"policy": policy, "residual_findings": residual},
+        description=pii_summary(residual)
+        + (f"; {routed} example(s) sent to review" if residual and not failed else ""),
+        metadata={
+            "policy": policy,
+            "residual_mode": config["pii_residual"],
+            "residual_findings": len(residual),
+            "routed_to_review": routed,
+            "findings": dg.MetadataValue.json([f.to_dict() for f in residual[:MAX_REPORTED]]),
+        },
     )
 
 
@@ -483,9 +546,68 @@ def dataset_rows(rows: list[Any]) -> list[dict[str, Any]]:
             "context": r.context,
             "scores": r.scores,
             "status": r.status,
+            "review_reason": r.review_reason,
         }
         for r in rows
     ]
+
+
+def review_pending(handle: ProjectHandle, rows: list[dict]) -> StageFailure:
+    """The `wait` review policy with a non-empty queue: which examples, and what to do."""
+    pending = [r for r in rows if r["status"] == "pending"]
+    shown = ", ".join(f"{r['row_id']} ({(r['question'] or '')[:60]!r})" for r in pending[:3])
+    more = f" and {len(pending) - 3} more" if len(pending) > 3 else ""
+    return StageFailure(
+        "splits",
+        f"{len(pending)} example(s) wait for review and the project's review_policy is `wait`, "
+        f"so no dataset version is written: {shown}{more}",
+        f"review them (GET /v1/projects/{handle.project}/review, then POST "
+        f"/v1/projects/{handle.project}/review/{{example_id}}/approve, /edit or /reject), or "
+        f"set review_policy to `auto` (PATCH /v1/projects/{handle.project}); then run again",
+        code="review_pending",
+        details={
+            "pending_review": len(pending),
+            "example_ids": [r["row_id"] for r in pending[:50]],
+        },
+    )
+
+
+def gold_leak_failure(handle: ProjectHandle, leaks: list[Any], rows: list[dict]) -> StageFailure:
+    """The no_gold_leak check's failure: the training examples that repeat a gold question or
+    show a gold passage, by the ids the review API takes."""
+    by_key = {r["id"]: r for r in rows}
+    leaky: dict[str, dict] = {}
+    for leak in leaks:
+        if leak.kind == "question" and leak.train in by_key:
+            leaky.setdefault(leak.train, by_key[leak.train])
+        elif leak.kind == "context":
+            for r in rows:
+                if r["split"] == "train" and leak.train in (r["context"] or []):
+                    leaky.setdefault(r["id"], r)
+    shown = "; ".join(
+        f"{r['row_id']} ({(r['question'] or '')[:60]!r})" for r in list(leaky.values())[:3]
+    )
+    questions = sum(1 for leak in leaks if leak.kind == "question")
+    kinds = [
+        f"{n} training {what} repeat(s) a gold (evaluation) one"
+        for n, what in ((questions, "question(s)"), (len(leaks) - questions, "passage(s)"))
+        if n
+    ]
+    return StageFailure(
+        "splits",
+        f"{len(leaks)} gold leak(s): {' and '.join(kinds)}, so the evaluation would measure "
+        "memory, not answers; the adapter is not trained on this version. Training examples "
+        f"involved: {shown or 'see details'}",
+        f"edit or reject those training examples (POST /v1/projects/{handle.project}/review/"
+        "{example_id}/edit or /reject), then run again",
+        code="gold_leak",
+        details={
+            "question_leaks": questions,
+            "context_leaks": len(leaks) - questions,
+            "example_ids": [r["row_id"] for r in leaky.values()][:50],
+            "leaks": [leak.to_dict() for leak in leaks[:20]],
+        },
+    )
 
 
 def reviewed_version(generation: str, selected: list[dict], policy: dict) -> str:
@@ -530,11 +652,7 @@ def splits(
             rows = dataset_rows(list(scope.examples(handle.project_id, generation)))
         statuses = Counter(r["status"] for r in rows)
         if config["review_policy"] == "wait" and statuses["pending"]:
-            raise dg.Failure(
-                f"{statuses['pending']} examples wait for review and the project's review policy "
-                "is `wait`: review them (GET /v1/projects/{project}/review) and run again",
-                metadata={"pending_review": statuses["pending"]},
-            )
+            raise review_pending(handle, rows)
         policy = {
             "review_policy": config["review_policy"],
             "auto_accept_threshold": config["auto_accept_threshold"],
@@ -631,6 +749,10 @@ def splits(
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"gold_examples": len(by_split["gold"])},
     )
+    if leaks:
+        record_check_failure(
+            handle, context, "no_gold_leak", gold_leak_failure(handle, leaks, rows)
+        )
     yield dg.AssetCheckResult(
         check_name="no_gold_leak",
         passed=not leaks,

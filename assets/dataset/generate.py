@@ -197,7 +197,20 @@ def qa_pairs(chunk: Chunk) -> list[QAPair]:
 
 
 def _example_id(chunk_id: str, question: str) -> str:
+    """Stable across runs (review decisions are keyed by it): the chunk and the question."""
     return hashlib.sha256(f"{chunk_id}:{question}".encode()).hexdigest()[:20]
+
+
+def first_of_each_id(examples: Sequence[Example]) -> list[Example]:
+    """One example per id, the first one given: two generators may read the same question out
+    of one chunk, and the dataset stores each id once."""
+    seen: set[str] = set()
+    out = []
+    for example in examples:
+        if example.id not in seen:
+            seen.add(example.id)
+            out.append(example)
+    return out
 
 
 def context_messages(
@@ -236,14 +249,21 @@ def build_examples(
     rng = random.Random(seed)
     candidates = list(chunks if pool is None else pool)
     examples: list[Example] = []
+    seen: set[str] = set()
     for chunk, chunk_pairs in zip(chunks, pairs, strict=True):
         for pair in chunk_pairs:
+            example_id = _example_id(chunk.id, pair.question)
+            if example_id in seen:
+                # The same question read twice out of one chunk (two lines with the same key,
+                # a generator repeating itself) is one example: the first answer stands.
+                continue
+            seen.add(example_id)
             messages, context = context_messages(
                 pair.question, chunk, candidates, rng, distractors, system_prompt, pair.answer
             )
             examples.append(
                 Example(
-                    id=_example_id(chunk.id, pair.question),
+                    id=example_id,
                     document_id=chunk.document_id,
                     chunk_id=chunk.id,
                     question=pair.question,

@@ -13,6 +13,8 @@ DECISIONS = ("approved", "rejected", "edited")
 # pending: in the review queue; auto_accepted: above the threshold and not sampled;
 # merged: a near-duplicate of a kept example.
 STATUSES = ("pending", "auto_accepted", "approved", "rejected", "edited", "merged")
+# Pending for these reasons, an example stays out of training until a reviewer decides.
+HELD_FOR_REVIEW = frozenset({"pii_residual"})
 
 
 class ReviewPending(RuntimeError):
@@ -20,13 +22,16 @@ class ReviewPending(RuntimeError):
 
 
 def included(example: Mapping[str, Any], policy: str, threshold: float) -> bool:
-    """Approved and edited examples always; rejected and merged ones never. Otherwise, under
-    `auto`, any example scoring at least `threshold` (sampled ones too, until a reviewer says
+    """Approved and edited examples always; rejected and merged ones never, nor those waiting
+    because they may hold personal data (`HELD_FOR_REVIEW` reasons). Otherwise, under `auto`,
+    any example scoring at least `threshold` (sampled ones too, until a reviewer says
     otherwise); under `wait`, only auto-accepted ones (the queue must be cleared first)."""
     status = example["status"]
     if status in ("approved", "edited"):
         return True
     if status in ("rejected", "merged"):
+        return False
+    if status == "pending" and example.get("review_reason") in HELD_FOR_REVIEW:
         return False
     overall = float((example.get("scores") or {}).get("overall") or 0.0)
     if policy == "wait":
