@@ -5,7 +5,15 @@ import re
 import pytest
 
 from assets.dataset.chunking import Chunk, chunk_pages
-from assets.dataset.generate import GENERATOR, Example, QAPair, generate_examples, qa_pairs
+from assets.dataset.generate import (
+    GENERATOR,
+    Example,
+    QAPair,
+    build_examples,
+    first_of_each_id,
+    generate_examples,
+    qa_pairs,
+)
 from assets.dataset.prompt import DEFAULT_SYSTEM_PROMPT
 
 
@@ -393,3 +401,17 @@ def test_no_chunks_no_examples() -> None:
 def test_example_to_dict() -> None:
     e = generate_examples(_corpus())[0]
     assert Example(**e.to_dict()) == e
+
+
+def test_a_question_read_twice_from_one_chunk_is_one_example() -> None:
+    """Two lines with the same key gave two examples with one id, and the dataset's unique key
+    failed the run."""
+    chunk = _chunk("Owner: IT team\nOwner: Facilities")
+    pairs = [qa_pairs(chunk)]
+    assert len(pairs[0]) == 2 and pairs[0][0].question == pairs[0][1].question
+
+    made = build_examples([chunk], pairs, GENERATOR)
+
+    assert len(made) == 1 and made[0].answer == pairs[0][0].answer
+    twice = first_of_each_id(made + build_examples([chunk], pairs, "other-generator"))
+    assert [e.id for e in twice] == [made[0].id]
