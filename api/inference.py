@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +15,7 @@ from api.auth import Principal
 from api.errors import BadRequest, NotFound, ServiceUnavailable
 from assets.dataset.assets import from_jsonl
 from assets.deployment.artifacts import adapter_ref
-from assets.retrieval.answering import Answering, Prepared
+from assets.retrieval.answering import Answering, Prepared, compose
 from assets.retrieval.grounding import GroundingIndex
 from resources.database import Database
 from resources.model_runtime import resolve_base_model
@@ -26,6 +26,8 @@ from resources.settings import get_settings
 
 _MODEL = re.compile(r"^(?P<tenant>[a-z0-9-]+)/(?P<project>[a-z0-9-]+)(?:@(?P<version>\d+))?$")
 MAX_NEW_TOKENS = 512
+# The direct answer before the quoted evidence is a sentence or two.
+DEFAULT_NEW_TOKENS = 64
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Answer:
     completion_tokens: int
     seconds: float
     confidence: float = 0.0
+    refusal_reason: str | None = None  # low_confidence | secret | personal_data | action | ...
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class Served:
     runtime: Any
     adapter: Any
     max_new_tokens: int
+    refusal_texts: tuple[str, ...] = ()
 
     @property
     def refusal(self) -> str | None:
@@ -131,14 +135,20 @@ class InferenceService:
                 self._indexes.popitem(last=False)
         return index
 
-    def prepare(self, target: Target, question: str, max_tokens: int | None) -> Served:
-        """Retrieval, the refusal decision and the prompt for one question; the runtime and
-        adapter of the deployment."""
+    def prepare(
+        self,
+        target: Target,
+        question: str,
+        max_tokens: int | None,
+        history: Sequence[dict[str, str]] = (),
+    ) -> Served:
+        """Retrieval, the refusal decision and the prompt for one question (a follow-up is
+        read with the conversation before it); the runtime and adapter of the deployment."""
         pstore = ProjectStore(self.store, target.tenant, target.project)
         answering = Answering.for_project(
             self._index(pstore, target.manifest), target.project_settings
         )
-        prepared = answering.prepare(question)
+        prepared = answering.prepare(question, history)
         spec = RuntimeSpec.from_manifest(target.manifest.get("runtime"))
         if prepared.refusal is not None:
             return Served(prepared, None, None, 0)
@@ -152,20 +162,38 @@ class InferenceService:
                 f"deployment v{target.version} cannot be served by its {spec.kind} runtime: {exc}",
                 code="runtime_unavailable",
             ) from exc
-        return Served(prepared, runtime, adapter, min(max_tokens or 160, MAX_NEW_TOKENS))
+        return Served(
+            prepared,
+            runtime,
+            adapter,
+            min(max_tokens or DEFAULT_NEW_TOKENS, MAX_NEW_TOKENS),
+            (answering.refusal_text, answering.escalation_text),
+        )
 
     def stream(self, served: Served) -> Iterator[str]:
-        """The answer's text as it is generated (the refusal text in one piece)."""
+        """The answer's text in pieces (the refusal text in one piece). The generation is
+        checked against the evidence before any of it is sent (`compose`), so pieces come once
+        it is complete: what a client reads is what it would get without streaming."""
         if served.refusal is not None:
             yield served.refusal
             return
-        yield from served.runtime.stream(
-            served.prepared.messages, served.adapter, served.max_new_tokens
+        generated = "".join(
+            served.runtime.stream(served.prepared.messages, served.adapter, served.max_new_tokens)
         )
+        text = compose(served.prepared, generated, served.refusal_texts)
+        for piece in re.split(r"(?<=\s)", text):
+            if piece:
+                yield piece
 
-    def answer(self, target: Target, question: str, max_tokens: int | None) -> Answer:
+    def answer(
+        self,
+        target: Target,
+        question: str,
+        max_tokens: int | None,
+        history: Sequence[dict[str, str]] = (),
+    ) -> Answer:
         started = time.perf_counter()
-        served = self.prepare(target, question, max_tokens)
+        served = self.prepare(target, question, max_tokens, history)
         if served.refusal is not None:
             return Answer(
                 served.refusal,
@@ -175,6 +203,7 @@ class InferenceService:
                 0,
                 time.perf_counter() - started,
                 served.prepared.confidence,
+                served.prepared.refusal_reason,
             )
         try:
             generation = served.runtime.generate(
@@ -183,7 +212,7 @@ class InferenceService:
         except RuntimeUnavailable as exc:
             raise ServiceUnavailable(str(exc), code="runtime_unavailable") from exc
         return Answer(
-            text=generation.text,
+            text=compose(served.prepared, generation.text, served.refusal_texts),
             citations=served.citations,
             grounded=True,
             prompt_tokens=generation.prompt_tokens,
@@ -218,6 +247,7 @@ def completion_body(model: str, target: Target, answer: Answer) -> dict:
             "adapter_version": target.manifest.get("adapter_version"),
             "grounded": answer.grounded,
             "retrieval_confidence": round(answer.confidence, 4),
+            "refusal_reason": answer.refusal_reason,
             "runtime": (target.manifest.get("runtime") or {}).get("kind", "transformers"),
             "latency_seconds": round(answer.seconds, 3),
         },
@@ -228,7 +258,7 @@ def stream_events(
     model: str, target: Target, prepared: Served, pieces: Iterator[str]
 ) -> Iterator[str]:
     """The OpenAI chat.completion.chunk stream as server-sent events: the role (with our
-    citations), the text as it is generated, the finish, then `[DONE]`."""
+    citations), the text in pieces, the finish, then `[DONE]`."""
     import json
 
     base = {
@@ -250,6 +280,7 @@ def stream_events(
             "adapter_version": target.manifest.get("adapter_version"),
             "grounded": prepared.refusal is None,
             "retrieval_confidence": round(prepared.prepared.confidence, 4),
+            "refusal_reason": prepared.prepared.refusal_reason,
         },
     )
     for piece in pieces:

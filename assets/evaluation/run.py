@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from assets.dataset.assets import from_jsonl
-from assets.dataset.prompt import DEFAULT_REFUSAL
-from assets.dataset.refusals import DEFAULT_ESCALATION
 from assets.evaluation.report import latency, score_rows, summarize
 from assets.retrieval.answering import Answering, answer_all
 from resources.object_store import ProjectStore
@@ -77,15 +75,14 @@ def evaluate(
     prepared = [answering.prepare(q["question"]) for q in questions]
     answers: dict[str, list[Any]] = {}
     speed: dict[str, float] = {}
+    refusal_texts = [answering.refusal_text, answering.escalation_text]
     for system in systems:
-        answered, seconds = answer_all(runtime, system.adapter, prepared, max_new_tokens)
+        answered, seconds = answer_all(
+            runtime, system.adapter, prepared, max_new_tokens, refusal_texts
+        )
         answers[system.name] = answered
         tokens = sum(a.completion_tokens for a in answered)
         speed[system.name] = tokens / seconds if seconds > 0 else 0.0
-    refusal_texts = [
-        settings.get("refusal_text") or DEFAULT_REFUSAL,
-        settings.get("escalation_text") or DEFAULT_ESCALATION,
-    ]
     rows = score_rows(questions, answers, refusal_texts)
     summary = summarize(rows, [s.name for s in systems])
     # Latency: a few grounded answers one at a time (concurrency 1), streamed for first token.

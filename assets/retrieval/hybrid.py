@@ -252,6 +252,31 @@ class Scores(NamedTuple):
     dense: np.ndarray
 
 
+# --- shared passages ---------------------------------------------------------------------------
+
+_HUB_MIN_WORDS = 8
+
+
+def paragraph_key(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def duplicate_hubs(chunks: Sequence[dict]) -> dict[str, int]:
+    """Per document id, the number of other documents that hold one of its paragraphs (of at
+    least _HUB_MIN_WORDS words) verbatim."""
+    holders: dict[str, set[str]] = {}
+    for c in chunks:
+        for paragraph in c["text"].split("\n\n"):
+            if len(paragraph.split()) >= _HUB_MIN_WORDS and not paragraph.lstrip().startswith("#"):
+                holders.setdefault(paragraph_key(paragraph), set()).add(c["document_id"])
+    shared: dict[str, set[str]] = {}
+    for documents in holders.values():
+        if len(documents) > 1:
+            for d in documents:
+                shared.setdefault(d, set()).update(documents - {d})
+    return {d: len(others) for d, others in shared.items()}
+
+
 # --- the index -------------------------------------------------------------------------------
 
 
@@ -294,9 +319,19 @@ class HybridIndex:
         self.reused = reused
         self.manifest = manifest
         self.lexical = LexicalIndex([index_text(c) for c in self.chunks])
+        self._hubs: dict[str, int] | None = None
 
     def __len__(self) -> int:
         return len(self.chunks)
+
+    def document_hubs(self) -> dict[str, int]:
+        """Per document, how many other documents repeat one of its paragraphs word for word
+        (computed once). Manuals include shared text (the reference of every setting in one
+        page and each command's own settings in its page): among copies of a passage, the
+        document that shares with the most others is the reference the rest include."""
+        if self._hubs is None:
+            self._hubs = duplicate_hubs(self.chunks)
+        return self._hubs
 
     @property
     def version(self) -> str:
