@@ -173,9 +173,10 @@ def test_escalation_refusal_and_answer(answering: Answering) -> None:
     assert answered.evidence is not None and "50" in answered.evidence.quote()
     assert answered.citations[0]["quote"] == answered.evidence.text
     # the passage holding the evidence comes first in the prompt
-    assert answered.messages[1]["content"].index("gc.autoPackLimit") < len(
-        answered.messages[1]["content"]
-    ) // 2 + 200
+    assert (
+        answered.messages[1]["content"].index("gc.autoPackLimit")
+        < len(answered.messages[1]["content"]) // 2 + 200
+    )
 
 
 def test_a_follow_up_is_read_with_the_question_before_it(answering: Answering) -> None:

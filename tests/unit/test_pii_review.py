@@ -42,7 +42,9 @@ def test_findings_name_type_example_document_and_mask_the_value() -> None:
     )
     examples = [
         _example("e-clean", clean, "How long does the build take?", "Twenty minutes."),
-        _example("e-dirty", clean, "Who reviews builds?", "Builds are reviewed by Oluwaseun Adeyemi."),
+        _example(
+            "e-dirty", clean, "Who reviews builds?", "Builds are reviewed by Oluwaseun Adeyemi."
+        ),
     ]
     screener = screener_for()
 
