@@ -11,6 +11,7 @@ from api.auth import provide_principal
 from api.controllers.datasets import DatasetController, ReviewController
 from api.controllers.deployments import DeploymentController, EvaluationController
 from api.controllers.documents import DocumentController
+from api.controllers.evaluation_sets import EvaluationSetController
 from api.controllers.inference import InferenceController
 from api.controllers.projects import ProjectController
 from api.controllers.runs import RunController
@@ -62,6 +63,7 @@ def create_app(
             ReviewController,
             DeploymentController,
             EvaluationController,
+            EvaluationSetController,
             InferenceController,
             DataRightsController,
             BaseModelController,

@@ -355,3 +355,34 @@ class ReviewEdit(msgspec.Struct):
     answer: str | None = None
     note: str | None = None
     reviewer: str | None = None
+
+
+class EvaluationQuestionIn(msgspec.Struct, omit_defaults=True):
+    question: str | None = None
+    answer: str | None = None
+    document: str | None = None
+    expect: str | None = None
+    # the keys of a gold file (gitdocs/gold.jsonl): q, a, page
+    q: str | None = None
+    a: str | None = None
+    page: str | None = None
+
+
+class EvaluationSetIn(msgspec.Struct):
+    questions: list[EvaluationQuestionIn]
+
+
+class EvaluationQuestion(msgspec.Struct):
+    id: str
+    question: str
+    answer: str | None
+    document: str | None
+    expect: str
+    created_by: str
+    created_at: datetime
+
+
+class EvaluationSet(msgspec.Struct):
+    questions: list[EvaluationQuestion]
+    answerable: int
+    refuse: int

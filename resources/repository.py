@@ -20,6 +20,7 @@ from resources.tables import (
     Document,
     DocumentSplit,
     Evaluation,
+    EvaluationQuestion,
     ExampleReview,
     Project,
     Run,
@@ -505,6 +506,45 @@ class TenantScope:
         )
 
     # audit
+    def evaluation_questions(self, project_id: str) -> Sequence[EvaluationQuestion]:
+        return self.session.scalars(
+            select(EvaluationQuestion)
+            .where(
+                EvaluationQuestion.tenant_id == self.tenant_id,
+                EvaluationQuestion.project_id == project_id,
+            )
+            .order_by(EvaluationQuestion.position)
+        ).all()
+
+    def replace_evaluation_questions(
+        self, project_id: str, questions: Sequence[dict[str, Any]], actor: str
+    ) -> list[EvaluationQuestion]:
+        """The project's evaluation set becomes `questions` (question, answer, document,
+        expect), in order."""
+        self._own_project(project_id)
+        self.session.execute(
+            delete(EvaluationQuestion).where(
+                EvaluationQuestion.tenant_id == self.tenant_id,
+                EvaluationQuestion.project_id == project_id,
+            )
+        )
+        rows = [
+            EvaluationQuestion(
+                tenant_id=self.tenant_id,
+                project_id=project_id,
+                position=i,
+                question=q["question"],
+                answer=q.get("answer"),
+                document=q.get("document"),
+                expect=q["expect"],
+                created_by=actor,
+            )
+            for i, q in enumerate(questions)
+        ]
+        self.session.add_all(rows)
+        self.session.flush()
+        return rows
+
     def audit(
         self, actor: str, action: str, target: str = "", data: dict[str, Any] | None = None
     ) -> None:

@@ -194,6 +194,25 @@ class Evaluation(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class EvaluationQuestion(Base):
+    """A question of the project's own evaluation set: written by the tenant, never trained on.
+    `expect` is `answer` (with the expected `answer`, and optionally the document that holds it)
+    or `refuse` (the documents do not cover it)."""
+
+    __tablename__ = "evaluation_questions"
+    __table_args__ = (Index("ix_evaluation_questions_project", "project_id", "position"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(Text)
+    document: Mapped[str | None] = mapped_column(String(512))
+    expect: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class AuditEvent(Base):
     __tablename__ = "audit_events"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -376,6 +376,21 @@ def examples(
             for e in made
         ]
         made = first_of_each_id(kept_gold + made)
+        # The project's own evaluation questions are never trained on: a generated question
+        # that repeats one leaves the dataset.
+        with handle.scope() as scope:
+            own = [
+                {"id": q.id, "question": q.question, "answer": q.answer or ""}
+                for q in scope.evaluation_questions(handle.project_id)
+            ]
+        repeats = {
+            leak.train
+            for leak in question_leaks(own, [e.to_dict() for e in made if e.status != "merged"])
+        }
+        made = [
+            replace(e, status="merged", review_reason="evaluation_set") if e.id in repeats else e
+            for e in made
+        ]
 
         # Personal data the redaction left (found again in chunks, questions and answers):
         # to the review queue and redacted in the chunks, or the run fails, by pii_residual.
@@ -424,6 +439,7 @@ def examples(
         kinds = Counter(r["kind"] for r in rows)
         statuses = Counter(r["status"] for r in rows)
         figures.update(
+            evaluation_set_repeats=len(repeats),
             chunks=len(chunks),
             examples=len(rows),
             generation=generation,

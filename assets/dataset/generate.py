@@ -21,7 +21,7 @@ from assets.dataset.prompt import (
     passage_label,
 )
 
-GENERATOR = "deterministic-v1"
+GENERATOR = "deterministic-v2"
 _FAQ_Q = re.compile(r"^\W*(?:Q|Question)\s*[:.]\s*(.+?\?)\W*$", re.I)
 _FAQ_A = re.compile(r"^\W*(?:A|Answer)\s*[:.]\s*(.+)$", re.I)
 _KEY_VALUE = re.compile(r"^[-*\s]*([A-Z][A-Za-z0-9 ()/&'-]{2,60}?)\s*:\s+(.{2,300})$")
@@ -134,6 +134,8 @@ def _key_value_pair(line: str, document: str) -> QAPair | None:
     if not match or _FAQ_Q.match(line) or _FAQ_A.match(line):
         return None
     key, value = match.group(1).strip(), match.group(2).strip()
+    if len(key.split()) > _KEY_MAX_WORDS:
+        return None  # a sentence with a colon in it, not a "Key: value" line
     if ";" in value and value.count(":") >= 2:
         return None
     value = value.rstrip(".")
@@ -168,6 +170,69 @@ def document_name(filename: str) -> str:
     return re.sub(r"[-_\s]+", " ", stem).strip()
 
 
+# A heading that names a thing rather than a topic: an option (-f, --force), a setting or
+# identifier (gc.auto, R_HOME, autoPackLimit), a call (intmax (type)).
+_TERM_HEADING = re.compile(
+    r"^-{1,2}\w|^[A-Za-z_][\w-]*\s?\(|^[A-Za-z_]\w*(?:[._/@:-]\w+)+$|^[a-z]+[A-Z]\w*$|"
+    r"^[A-Z][A-Z0-9]*_[A-Z0-9_]+$"
+)
+_KEY_MAX_WORDS = 5
+_TOC_LEADER = re.compile(r"(?:\.\s?){3,}")
+_FACT_WORDS = re.compile(
+    r"\b(?P<word>defaults?|default value|maximum|minimum|at most|at least|limit|range|"
+    r"must|only|requires?|returns?)\b",
+    re.IGNORECASE,
+)
+_FIGURE = re.compile(r"\d")
+MAX_FACTS_PER_ENTRY = 2
+
+
+def _subject(chunk: Chunk) -> str:
+    return _MD_MARKUP.sub("", chunk.heading[-1]).strip(" :;,.") if chunk.heading else ""
+
+
+def _fact_question(subject: str, sentence: str) -> str | None:
+    """A question a sentence of an entry answers, from what kind of fact it states."""
+    match = _FACT_WORDS.search(sentence)
+    word = match.group("word").lower() if match else ""
+    if word.startswith("default"):
+        return f"What is the default for {subject}?"
+    if word in ("maximum", "minimum", "limit", "range"):
+        return f"What is the {word} for {subject}?"
+    if word in ("at most", "at least"):
+        return f"How many or how much is allowed for {subject}?"
+    if word.startswith("return"):
+        return f"What does {subject} return?"
+    if word in ("must", "only") or word.startswith("require"):
+        return f"What does {subject} require?"
+    if _FIGURE.search(sentence):
+        return f"What figure does the documentation give for {subject}?"
+    return None
+
+
+def entry_pairs(chunk: Chunk) -> list[QAPair]:
+    """Reference entries (a setting, an option, a function under its own heading): what it is,
+    answered with the entry's first sentence, and the facts it states (defaults, limits,
+    figures, what it returns or requires), each answered with the sentence that states it,
+    word for word, so the model learns to quote rather than paraphrase."""
+    subject = _subject(chunk)
+    name = _NUMBERING.sub("", subject)
+    if not name or len(name) > 80 or _TOC_LEADER.search(name) or not _TERM_HEADING.search(name):
+        return []
+    sentences = _sentences(chunk.text)
+    if not sentences:
+        return []
+    opener = "What does the {} option do?" if subject.startswith("-") else "What is {}?"
+    pairs = [QAPair(opener.format(subject), f"{subject}: {sentences[0]}", "entry")]
+    asked = {pairs[0].question}
+    for sentence in sentences[1:]:
+        question = _fact_question(subject, sentence)
+        if question and question not in asked and len(pairs) <= MAX_FACTS_PER_ENTRY:
+            asked.add(question)
+            pairs.append(QAPair(question, f"{subject}: {sentence}", "fact"))
+    return pairs
+
+
 def qa_pairs(chunk: Chunk) -> list[QAPair]:
     """Every question/answer pair this generator can read out of one chunk."""
     lines = [line for line in chunk.text.splitlines() if line.strip()]
@@ -187,6 +252,8 @@ def qa_pairs(chunk: Chunk) -> list[QAPair]:
         kv = _key_value_pair(line, document_name(chunk.filename))
         if kv:
             pairs.append(kv)
+    if not pairs:
+        pairs = entry_pairs(chunk)
     if not pairs and chunk.heading:
         sentences = _sentences(chunk.text)
         if sentences:

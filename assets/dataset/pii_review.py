@@ -121,13 +121,32 @@ def route_to_review(
 ) -> tuple[list[Example], int]:
     """Examples that hold a residual finding, cite a chunk that held one or show it in their
     context, sent to the review queue (reason `pii_residual`); and how many were."""
-    by_example = {f.example_id for f in found if f.example_id}
-    by_chunk = {f.chunk_id for f in found if f.where == "chunk" and f.chunk_id}
+    by_example: dict[str, list[ResidualFinding]] = {}
+    by_chunk: dict[str, list[ResidualFinding]] = {}
+    for f in found:
+        if f.example_id:
+            by_example.setdefault(f.example_id, []).append(f)
+        elif f.chunk_id:
+            by_chunk.setdefault(f.chunk_id, []).append(f)
     out, routed = [], 0
     for e in examples:
-        hit = e.id in by_example or e.chunk_id in by_chunk or bool(by_chunk & set(e.context))
-        if hit and e.status != "merged":
-            out.append(replace(e, status="pending", review_reason=REVIEW_REASON))
+        concerned = by_example.get(e.id, []) + [
+            f for chunk_id in {e.chunk_id, *e.context} for f in by_chunk.get(chunk_id, [])
+        ]
+        if concerned and e.status != "merged":
+            # The reviewer sees what was found (masked) with the example.
+            findings = [
+                {"entity_type": f.entity_type, "where": f.where, "snippet": f.snippet}
+                for f in concerned[:5]
+            ]
+            out.append(
+                replace(
+                    e,
+                    status="pending",
+                    review_reason=REVIEW_REASON,
+                    scores={**e.scores, "pii_findings": findings},
+                )
+            )
             routed += 1
         else:
             out.append(e)

@@ -32,6 +32,7 @@ class EvalConfig(dg.Config):
 
     max_questions: int | None = None
     refusal_questions: int = 12
+    probe_questions: int = 16
     max_new_tokens: int = 64
     top_k: int = 3
     latency_samples: int = 3
@@ -65,10 +66,26 @@ def _metadata(summary: dict, recall: float, questions: int, html_key: str) -> di
 
 
 def _run_evaluation(handle, config, runtime, splits, retrieval_index, systems) -> tuple:
-    """The project's questions answered by each system through the index: (questions, result)."""
+    """The project's questions (the gold split, its own evaluation set, refusal probes)
+    answered by each system through the index: (questions, result)."""
     index = load_index(handle.store, retrieval_index["index_key"])
     answering = Answering.for_project(index, handle.settings, config.top_k)
-    questions = eval_questions(handle.store, splits, _limit(config), config.refusal_questions)
+    with handle.scope() as scope:
+        own = [
+            {"question": q.question, "answer": q.answer, "document": q.document, "expect": q.expect}
+            for q in scope.evaluation_questions(handle.project_id)
+        ]
+        documents = {d.filename: d.id for d in scope.documents(handle.project_id)}
+    questions = eval_questions(
+        handle.store,
+        splits,
+        _limit(config),
+        config.refusal_questions,
+        project_set=own,
+        documents=documents,
+        probes=config.probe_questions,
+        seed=int(handle.settings.get("split_seed") or 0),
+    )
     result = evaluate(
         runtime.serving(),
         answering,
@@ -90,6 +107,18 @@ def _report(handle, manifest, splits, questions, result, systems, summary, gate_
         "dataset_version": splits["dataset_version"],
         "questions": sum(q["kind"] == "answer" for q in questions),
         "refusal_questions": sum(q["kind"] != "answer" for q in questions),
+        "question_sets": {
+            name: {
+                "answerable": sum(
+                    q["kind"] == "answer" and q.get("source") == name for q in questions
+                ),
+                "refusal": sum(
+                    q["kind"] != "answer" and q.get("source") == name for q in questions
+                ),
+            }
+            for name in ("generated", "project", "builtin")
+        },
+        "summary_by_set": result.get("summary_by_set", {}),
         "retrieval_recall": result["retrieval_recall"],
         "systems": {s.name: s.label for s in systems},
         "summary": summary,
@@ -127,11 +156,11 @@ def _record(handle, context, scope, prefix: str, report: dict, verdict, **fields
             asset="eval_report",
             blocking=True,
             description=(
-                "Promotion gate: the candidate is not worse than the active deployment by more "
-                "than the project's margins on the key metrics, nor over its latency budget "
-                "(before the first deployment: the latency budget, and the margins against the "
-                "base model when promotion.compare_first_with_base is set). Blocks "
-                "deployment_package."
+                "Promotion gate: the candidate is not worse than the active deployment (before "
+                "the first deployment: the base model it was trained from, unless "
+                "promotion.compare_first_with_base is off) by more than the project's margins "
+                "on the key metrics, on the generated gold split and on the project's own "
+                "evaluation set, nor over its latency budget. Blocks deployment_package."
             ),
         )
     ],
@@ -150,7 +179,8 @@ def eval_report(
     handle = project_handle(context, db, store)
     prefix = f"reports/{adapter['adapter_version']}"
     margins, budget = promotion_settings(handle.settings)
-    first_vs_base = bool((handle.settings.get("promotion") or {}).get("compare_first_with_base"))
+    configured = (handle.settings.get("promotion") or {}).get("compare_first_with_base")
+    first_vs_base = True if configured is None else bool(configured)
     with stage(context, handle, "eval_report") as figures:
         systems = [
             System("base", None, adapter["base_model"]),
@@ -177,7 +207,9 @@ def eval_report(
         )
         summary = result["summary"]
         reference = "active" if "active" in summary else "base"
-        verdict = promotion_verdict(summary, margins, budget, first_vs_base)
+        verdict = promotion_verdict(
+            summary, margins, budget, first_vs_base, result.get("summary_by_set")
+        )
         report = _report(
             handle,
             adapter,

@@ -27,6 +27,22 @@ def fuzzy_match(prediction: str, reference: str) -> float:
     return fuzz.ratio(normalize_answer(prediction), normalize_answer(reference)) / 100.0
 
 
+_PARENTHESES = re.compile(r"\([^)]*\)")
+
+
+def answer_contains(prediction: str, reference: str) -> float:
+    """1 when the answer states the reference (both case- and punctuation-folded, text in
+    parentheses ignored): the measure for short expected answers ("6700", "--force")."""
+    target = normalize_answer(_PARENTHESES.sub(" ", reference)) or normalize_answer(reference)
+    if not target:
+        return 0.0
+    if f" {target} " in f" {normalize_answer(prediction)} ":
+        return 1.0
+    # References that are mostly punctuation ("-1..9", "--ff") as written, as whole words.
+    raw = re.escape(" ".join(reference.lower().split()))
+    return float(bool(re.search(rf"(?<!\w){raw}(?!\w)", " ".join(prediction.lower().split()))))
+
+
 def mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 

@@ -12,6 +12,7 @@ from typing import Any
 from jinja2 import Environment
 
 from assets.evaluation.metrics import (
+    answer_contains,
     citation_accuracy,
     exact_match,
     fuzzy_match,
@@ -25,6 +26,7 @@ from assets.evaluation.metrics import (
 
 # Metrics where higher is better, and where lower is; the gate compares these.
 HIGHER_BETTER = (
+    "answer_contains",
     "exact_match",
     "fuzzy_match",
     "semantic_similarity",
@@ -33,6 +35,7 @@ HIGHER_BETTER = (
 )
 LOWER_BETTER = ("unsupported_claim_rate",)
 DEFAULT_MARGINS = {
+    "answer_contains": 0.05,
     "semantic_similarity": 0.02,
     "fuzzy_match": 0.03,
     "refusal_accuracy": 0.05,
@@ -57,6 +60,7 @@ def score_rows(
         row: dict[str, Any] = {
             "id": q["id"],
             "kind": q["kind"],
+            "source": q.get("source", "generated"),
             "question": q["question"],
             "reference": q["reference"],
             "document_id": q.get("document_id"),
@@ -73,14 +77,17 @@ def score_rows(
                 "refusal_correct": float((q["kind"] != "answer") == refused),
             }
             if q["kind"] == "answer":
+                document = q.get("document_id")
                 entry.update(
+                    answer_contains=answer_contains(a.text, q["reference"]),
                     exact_match=exact_match(a.text, q["reference"]),
                     fuzzy_match=fuzzy_match(a.text, q["reference"]),
                     semantic_similarity=semantic[s][i],
                     unsupported_claim_rate=(
                         0.0 if refused else unsupported_claim_rate(a.text, a.prepared.contexts)
                     ),
-                    citation_correct=citation_accuracy([cited], [q.get("document_id") or ""]),
+                    # None: the question names no document (a project question may not)
+                    citation_correct=(citation_accuracy([cited], [document]) if document else None),
                 )
             row[s] = entry
         rows.append(row)
@@ -91,16 +98,36 @@ def summarize(rows: list[dict], systems: list[str]) -> dict[str, dict[str, float
     answerable = [r for r in rows if r["kind"] == "answer"]
     out = {}
     for s in systems:
+        cited = [
+            r[s]["citation_correct"] for r in answerable if r[s]["citation_correct"] is not None
+        ]
         out[s] = {
+            "answer_contains": mean([r[s]["answer_contains"] for r in answerable]),
             "exact_match": mean([r[s]["exact_match"] for r in answerable]),
             "fuzzy_match": mean([r[s]["fuzzy_match"] for r in answerable]),
             "semantic_similarity": mean([r[s]["semantic_similarity"] for r in answerable]),
             "unsupported_claim_rate": mean([r[s]["unsupported_claim_rate"] for r in answerable]),
-            "citation_accuracy": mean([r[s]["citation_correct"] for r in answerable]),
+            "citation_accuracy": mean(cited),
             "refusal_accuracy": refusal_accuracy(
                 [r["kind"] for r in rows], [r[s]["refused"] for r in rows]
             ),
         }
+    return out
+
+
+# The question sets a report summarises apart: what the generator wrote (the gold split) and
+# what the project's people wrote (its evaluation set). Built-in off-topic probes count in both.
+QUESTION_SETS = {"generated": "generated gold split", "project": "the project's evaluation set"}
+
+
+def summarize_sets(rows: list[dict], systems: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """`summarize` per question set that has answerable questions; each set's refusal accuracy
+    also counts the built-in probes."""
+    out = {}
+    for name in QUESTION_SETS:
+        own = [r for r in rows if r.get("source", "generated") in (name, "builtin")]
+        if any(r["kind"] == "answer" and r.get("source", "generated") == name for r in own):
+            out[name] = summarize(own, systems)
     return out
 
 
@@ -176,19 +203,31 @@ def promotion_verdict(
     summary: dict[str, dict[str, float]],
     margins: dict[str, float],
     latency_budget_p95_s: float | None,
-    compare_first_with_base: bool = False,
+    compare_first_with_base: bool = True,
+    sets: dict[str, dict[str, dict[str, float]]] | None = None,
 ) -> GateVerdict:
-    """The candidate against the active deployment when there is one. Before the first
-    deployment nothing is replaced: the deltas to the base model are reported and only the
-    latency budget blocks, unless `compare_first_with_base` holds the first candidate to the
-    margins against the base model too."""
-    if "active" in summary:
-        return gate(summary, "candidate", "active", margins, latency_budget_p95_s)
-    verdict = gate(summary, "candidate", "base", margins, latency_budget_p95_s)
-    if compare_first_with_base:
-        return verdict
-    latency = [r for r in verdict.reasons if r.startswith("latency")]
-    return GateVerdict(not latency, "base", latency, verdict.deltas)
+    """The candidate against the active deployment when there is one, else against the base
+    model it was trained from (`compare_first_with_base`, the default: a first adapter worse
+    than its base model does not deploy; off, only the latency budget blocks it). With `sets`
+    (`summarize_sets`), the margins hold on each question set, the project's own evaluation
+    set included, not only on what the generator wrote."""
+    reference = "active" if "active" in summary else "base"
+    latency = gate(summary, "candidate", reference, {}, latency_budget_p95_s)
+    if reference == "base" and not compare_first_with_base:
+        overall = gate(summary, "candidate", "base", margins, None)
+        return GateVerdict(not latency.reasons, "base", latency.reasons, overall.deltas)
+    reasons, deltas = [], {}
+    for name, set_summary in (sets or {"generated": summary}).items():
+        if reference not in set_summary:
+            continue
+        verdict = gate(set_summary, "candidate", reference, margins, None)
+        label = QUESTION_SETS.get(name, name)
+        reasons += [f"on {label}: {r}" for r in verdict.reasons]
+        deltas.update(
+            {k if name == "generated" else f"{name}.{k}": v for k, v in verdict.deltas.items()}
+        )
+    reasons += latency.reasons
+    return GateVerdict(not reasons, reference, reasons, deltas)
 
 
 def _plots(report: dict) -> dict[str, str]:
@@ -256,12 +295,17 @@ Every system answers through the same retrieval index and refusal threshold.</p>
 <table><tr><th>system</th>{% for m in metrics %}<th>{{ m.replace('_', ' ') }}</th>{% endfor %}</tr>
 {% for name, m in r.summary.items() %}<tr><td>{{ name }}{% if name in r.systems %} ({{ r.systems[name] }}){% endif %}</td>
 {% for k in metrics %}<td class="num">{{ '%.3f'|format(m.get(k, 0)) }}</td>{% endfor %}</tr>{% endfor %}</table>
+{% for name, set_summary in (r.summary_by_set or {}).items() %}
+<h3>On {{ sets.get(name, name) }}{% if r.question_sets and r.question_sets.get(name) %} ({{ r.question_sets[name].answerable }} answerable questions){% endif %}</h3>
+<table><tr><th>system</th>{% for m in quality %}<th>{{ m.replace('_', ' ') }}</th>{% endfor %}</tr>
+{% for name2, m in set_summary.items() %}<tr><td>{{ name2 }}</td>{% for k in quality %}<td class="num">{{ '%.3f'|format(m.get(k, 0)) }}</td>{% endfor %}</tr>{% endfor %}</table>
+{% endfor %}
 <p><img alt="quality per system" src="data:image/png;base64,{{ plots.quality }}">
 <img alt="latency per system" src="data:image/png;base64,{{ plots.latency }}"></p>
 <h2>Questions (candidate's failures first)</h2>
-<table><tr><th>kind</th><th>question</th><th>reference</th>{% for s in r.systems %}<th>{{ s }}</th>{% endfor %}<th>candidate semantic</th></tr>
+<table><tr><th>kind</th><th>set</th><th>question</th><th>reference</th>{% for s in r.systems %}<th>{{ s }}</th>{% endfor %}<th>candidate semantic</th></tr>
 {% for q in r.rows %}<tr class="{{ 'bad' if q.candidate.refusal_correct < 1 or q.candidate.get('semantic_similarity', 1) < 0.6 or q.candidate.get('citation_correct', 1) < 1 else '' }}">
-<td>{{ q.kind }}</td><td>{{ q.question }}</td><td>{{ q.reference }}</td>
+<td>{{ q.kind }}</td><td>{{ q.get('source', 'generated') }}</td><td>{{ q.question }}</td><td>{{ q.reference }}</td>
 {% for s in r.systems %}<td>{{ q[s].answer }}{% if q[s].refused %} <em>(refused)</em>{% endif %}</td>{% endfor %}
 <td class="num">{{ '%.2f'|format(q.candidate.get('semantic_similarity', 0)) }}</td></tr>{% endfor %}
 </table></body></html>"""
@@ -278,4 +322,10 @@ SUMMARY_COLUMNS = (
 
 
 def render_html(report: dict) -> str:
-    return _TEMPLATE.render(r=report, plots=_plots(report), metrics=SUMMARY_COLUMNS)
+    return _TEMPLATE.render(
+        r=report,
+        plots=_plots(report),
+        metrics=SUMMARY_COLUMNS,
+        quality=(*HIGHER_BETTER, *LOWER_BETTER),
+        sets=QUESTION_SETS,
+    )

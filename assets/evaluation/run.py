@@ -4,11 +4,13 @@ questions through the same retrieval index: answers, scores, latency, summary.""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from assets.dataset.assets import from_jsonl
-from assets.evaluation.report import latency, score_rows, summarize
+from assets.evaluation.probes import probe_questions
+from assets.evaluation.report import latency, score_rows, summarize, summarize_sets
 from assets.retrieval.answering import Answering, answer_all
 from resources.object_store import ProjectStore
 
@@ -21,10 +23,23 @@ class System:
 
 
 def eval_questions(
-    store: ProjectStore, splits: dict, max_questions: int | None, refusal_questions: int
+    store: ProjectStore,
+    splits: dict,
+    max_questions: int | None,
+    refusal_questions: int,
+    project_set: Sequence[dict] = (),
+    documents: dict[str, str] | None = None,
+    probes: int = 0,
+    seed: int = 0,
 ) -> list[dict]:
-    """The frozen gold split's answerable questions, then refusal and escalation probes from the
-    validation split (refusal examples never enter gold; validation is never trained on)."""
+    """Every question an evaluation asks, each with its `source`:
+
+    - `generated`: the frozen gold split's answerable questions (written by the generator from
+      documents never trained on), and refusal/escalation probes from the validation split
+      (refusal examples never enter gold; validation is never trained on);
+    - `project`: the project's own evaluation set (`project_set`: question, answer, document,
+      expect), its document names resolved through `documents` (file name -> id);
+    - `builtin`: `probes` of the built-in off-topic questions (assets/evaluation/probes.py)."""
     gold = from_jsonl(store.get_bytes(splits["splits"]["gold"]["key"]))
     gold = sorted(
         (r for r in gold if r.get("kind", "answer") not in ("refusal", "escalation")),
@@ -39,12 +54,13 @@ def eval_questions(
             "question": r["question"],
             "reference": r["answer"],
             "document_id": r["document_id"],
+            "source": "generated",
         }
         for r in gold
     ]
     if refusal_questions and "validation" in splits["splits"]:
         validation = from_jsonl(store.get_bytes(splits["splits"]["validation"]["key"]))
-        probes = sorted(
+        probed = sorted(
             (r for r in validation if r.get("kind") in ("refusal", "escalation")),
             key=lambda r: r["id"],
         )[:refusal_questions]
@@ -55,9 +71,24 @@ def eval_questions(
                 "question": r["question"],
                 "reference": r["answer"],
                 "document_id": None,
+                "source": "generated",
             }
-            for r in probes
+            for r in probed
         ]
+    names = documents or {}
+    for i, q in enumerate(project_set):
+        answerable = q["expect"] == "answer"
+        questions.append(
+            {
+                "id": f"project-{i}",
+                "kind": "answer" if answerable else "refusal",
+                "question": q["question"],
+                "reference": (q.get("answer") or "") if answerable else "",
+                "document_id": names.get(q.get("document") or "") if answerable else None,
+                "source": "project",
+            }
+        )
+    questions += probe_questions(probes, seed)
     return questions
 
 
@@ -104,7 +135,11 @@ def evaluate(
             )
         summary[system.name].update(latency(first, totals, counts))
         summary[system.name]["tokens_per_second"] = round(speed[system.name], 2)
-    answerable = [(q, p) for q, p in zip(questions, prepared, strict=True) if q["kind"] == "answer"]
+    answerable = [
+        (q, p)
+        for q, p in zip(questions, prepared, strict=True)
+        if q["kind"] == "answer" and q.get("document_id")
+    ]
     recall = (
         sum(
             q["document_id"] in {h.chunk["document_id"] for h in p.retrieved} for q, p in answerable
@@ -113,4 +148,9 @@ def evaluate(
         if answerable
         else 0.0
     )
-    return {"rows": rows, "summary": summary, "retrieval_recall": recall}
+    return {
+        "rows": rows,
+        "summary": summary,
+        "summary_by_set": summarize_sets(rows, [s.name for s in systems]),
+        "retrieval_recall": recall,
+    }

@@ -791,6 +791,21 @@ def _docx_metadata(document: Any) -> dict[str, str]:
 
 _HTML_DROP = ("script", "style", "nav", "header", "footer", "aside", "form", "noscript", "template")
 _HTML_DROP_ROLES = frozenset({"navigation", "banner", "contentinfo", "search", "complementary"})
+# Navigation bars that generated manuals mark only by class: DocBook (navheader, navfooter),
+# Texinfo (nav-panel), Sphinx (sphinxsidebar), and common site themes.
+_HTML_DROP_CLASSES = frozenset(
+    {
+        "navheader",
+        "navfooter",
+        "nav-panel",
+        "navbar",
+        "navigation",
+        "breadcrumb",
+        "breadcrumbs",
+        "sphinxsidebar",
+        "skip-link",
+    }
+)
 _HTML_HEADINGS = {f"h{level}": level for level in range(1, 7)}
 _HTML_BLOCKS = frozenset(
     {
@@ -975,7 +990,11 @@ def _drop_boilerplate(soup: BeautifulSoup) -> None:
             if tag.name == "form" and tag.find(["main", "article", "h1", "h2"]) is not None:
                 continue
             doomed.append(tag)
-        elif str(tag.get("role", "")).lower() in _HTML_DROP_ROLES or tag.has_attr("hidden"):
+        elif (
+            str(tag.get("role", "")).lower() in _HTML_DROP_ROLES
+            or tag.has_attr("hidden")
+            or _HTML_DROP_CLASSES.intersection(str(c).lower() for c in tag.get("class") or ())
+        ):
             doomed.append(tag)
     for tag in doomed:
         # A tag inside one already removed is gone with it.

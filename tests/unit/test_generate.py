@@ -415,3 +415,44 @@ def test_a_question_read_twice_from_one_chunk_is_one_example() -> None:
     assert len(made) == 1 and made[0].answer == pairs[0][0].answer
     twice = first_of_each_id(made + build_examples([chunk], pairs, "other-generator"))
     assert [e.id for e in twice] == [made[0].id]
+
+
+def test_reference_entries_give_what_it_is_and_its_facts_quoted() -> None:
+    text = (
+        "#### gc.autoPackLimit\n\nWhen there are more than this many packs in the repository, "
+        "git gc --auto consolidates them into one larger pack. The default value is 50. "
+        "Setting this to 0 disables it."
+    )
+    pairs = qa_pairs(_chunk(text, heading=["Variables", "gc.autoPackLimit"]))
+    assert pairs[0] == QAPair(
+        "What is gc.autoPackLimit?",
+        "gc.autoPackLimit: When there are more than this many packs in the repository, "
+        "git gc --auto consolidates them into one larger pack.",
+        "entry",
+    )
+    assert (
+        QAPair(
+            "What is the default for gc.autoPackLimit?",
+            "gc.autoPackLimit: The default value is 50.",
+            "fact",
+        )
+        in pairs
+    )
+    option = qa_pairs(
+        _chunk("#### -f, --force\n\nAllow adding ignored files.", heading=["-f, --force"])
+    )
+    assert option == [
+        QAPair(
+            "What does the -f, --force option do?",
+            "-f, --force: Allow adding ignored files.",
+            "entry",
+        )
+    ]
+
+
+@pytest.mark.parametrize("heading", ["OpenMP Support", "SYNOPSIS", "2.7 Other Options"])
+def test_topic_headings_are_sections_not_entries(heading: str) -> None:
+    pairs = qa_pairs(
+        _chunk(f"## {heading}\n\nThere are many other options listed here.", [heading])
+    )
+    assert [p.kind for p in pairs] == ["section"]

@@ -246,21 +246,41 @@ def test_gate_better_is_never_blocked_and_latency_budget() -> None:
     assert gate(slow, "candidate", "active", DEFAULT_MARGINS, 5.0).passed
 
 
-def test_first_deployment_is_compared_with_base_for_information_only() -> None:
+def test_first_deployment_is_held_to_the_base_model_by_default() -> None:
     worse = {
         "base": _summary()["active"],
         "candidate": _summary(semantic_similarity=0.5)["candidate"],
     }
-    verdict = promotion_verdict(worse, DEFAULT_MARGINS, None)
-    assert verdict.passed and verdict.compared_with == "base"
-    assert verdict.deltas["semantic_similarity"] == pytest.approx(-0.3)
-    strict = promotion_verdict(worse, DEFAULT_MARGINS, None, compare_first_with_base=True)
-    assert not strict.passed and strict.reasons[0].startswith("semantic_similarity")
+    strict = promotion_verdict(worse, DEFAULT_MARGINS, None)
+    assert not strict.passed and strict.compared_with == "base"
+    assert strict.reasons[0].startswith("on generated gold split: semantic_similarity")
+    assert strict.deltas["semantic_similarity"] == pytest.approx(-0.3)
+    lenient = promotion_verdict(worse, DEFAULT_MARGINS, None, compare_first_with_base=False)
+    assert lenient.passed and lenient.deltas["semantic_similarity"] == pytest.approx(-0.3)
     slow = {"base": _summary()["active"], "candidate": _summary(latency_p95_s=9.0)["candidate"]}
-    assert not promotion_verdict(slow, DEFAULT_MARGINS, 2.0).passed  # the budget always holds
+    assert not promotion_verdict(slow, DEFAULT_MARGINS, 2.0, False).passed  # budget always holds
     with_active = {**worse, "active": _summary()["active"]}
     verdict = promotion_verdict(with_active, DEFAULT_MARGINS, None)
     assert not verdict.passed and verdict.compared_with == "active"
+
+
+def test_the_gate_holds_on_the_projects_own_questions_too() -> None:
+    overall = {"base": _summary()["active"], "candidate": _summary()["candidate"]}
+    sets = {
+        "generated": overall,
+        "project": {
+            "base": _summary()["active"],
+            "candidate": _summary(semantic_similarity=0.6)["candidate"],
+        },
+    }
+    verdict = promotion_verdict(overall, DEFAULT_MARGINS, None, sets=sets)
+    assert not verdict.passed
+    assert verdict.reasons == [
+        "on the project's evaluation set: semantic_similarity 0.600 is 0.200 worse than base's "
+        "0.800 (margin 0.020)"
+    ]
+    assert verdict.deltas["project.semantic_similarity"] == pytest.approx(-0.2)
+    assert promotion_verdict(overall, DEFAULT_MARGINS, None, sets={"generated": overall}).passed
 
 
 def _report(rows: list[dict]) -> dict:

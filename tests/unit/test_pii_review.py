@@ -82,6 +82,8 @@ def test_examples_holding_or_showing_a_finding_wait_for_review_out_of_training()
     assert count == 2
     assert [e.status for e in routed] == ["auto_accepted", "pending", "pending"]
     assert routed[1].review_reason == REVIEW_REASON
+    shown = routed[1].scores["pii_findings"]
+    assert shown[0]["entity_type"] == "PERSON" and "Schmidt" not in shown[0]["snippet"]
     row = {"status": "pending", "review_reason": REVIEW_REASON, "scores": {"overall": 1.0}}
     assert not included(row, "auto", 0.6)  # a high score does not let it through
     assert included({**row, "status": "approved"}, "auto", 0.6)
