@@ -49,6 +49,7 @@ class Answer:
     seconds: float
     confidence: float = 0.0
     refusal_reason: str | None = None  # low_confidence | secret | personal_data | action | ...
+    query: str = ""  # what retrieval searched for (a follow-up: with the question before it)
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,7 @@ class InferenceService:
                 time.perf_counter() - started,
                 served.prepared.confidence,
                 served.prepared.refusal_reason,
+                served.prepared.query,
             )
         try:
             generation = served.runtime.generate(
@@ -219,6 +221,7 @@ class InferenceService:
             completion_tokens=generation.completion_tokens,
             seconds=time.perf_counter() - started,
             confidence=served.prepared.confidence,
+            query=served.prepared.query,
         )
 
 
@@ -248,6 +251,7 @@ def completion_body(model: str, target: Target, answer: Answer) -> dict:
             "grounded": answer.grounded,
             "retrieval_confidence": round(answer.confidence, 4),
             "refusal_reason": answer.refusal_reason,
+            "retrieval_query": answer.query,
             "runtime": (target.manifest.get("runtime") or {}).get("kind", "transformers"),
             "latency_seconds": round(answer.seconds, 3),
         },
@@ -281,6 +285,7 @@ def stream_events(
             "grounded": prepared.refusal is None,
             "retrieval_confidence": round(prepared.prepared.confidence, 4),
             "refusal_reason": prepared.prepared.refusal_reason,
+            "retrieval_query": prepared.prepared.query,
         },
     )
     for piece in pieces:

@@ -56,10 +56,11 @@ def fold(text: str) -> str:
 
 
 def contains(answer: str, gold: str) -> bool:
-    target = fold(gold) or " ".join(_PUNCT.sub(" ", gold.lower()).split())
-    folded = fold(answer)
-    loose = " ".join(_PUNCT.sub(" ", answer.lower()).split())
-    return bool(target) and (target in folded or target in loose)
+    """The product's own measure (assets.evaluation.metrics.answer_contains), so the bench and
+    the evaluation report count alike."""
+    from assets.evaluation.metrics import answer_contains
+
+    return bool(answer_contains(answer, gold))
 
 
 def fuzzy(answer: str, gold: str) -> float:

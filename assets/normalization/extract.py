@@ -399,13 +399,31 @@ def _pdf_page_text(page: pymupdf.Page) -> str:
     blocks = [lines for lines in blocks if lines]
     body = _body_size(blocks)
     out: list[str] = []
-    for lines in blocks:
+    last_level = 3
+    for i, lines in enumerate(blocks):
         level = _heading_level(lines, body)
         if level is not None:
+            last_level = level
             out.append("#" * level + " " + " ".join(line.text for line in lines))
+        elif _pdf_term(lines, blocks[i + 1] if i + 1 < len(blocks) else None):
+            # An option or a name in code type above its indented description: an entry of a
+            # definition list, a heading of its own as <dt> is in HTML.
+            out.append("#" * min(6, last_level + 1) + " " + ", ".join(x.text for x in lines))
         else:
             out.extend(_pdf_paragraphs(lines, body))
     return "\n\n".join(out)
+
+
+_TERM_MAX_CHARS = 60
+
+
+def _pdf_term(lines: list[_PdfLine], following: list[_PdfLine] | None) -> bool:
+    """A short block of monospaced lines whose next block is indented past it: a term."""
+    if not following or len(lines) > 4 or not all(line.mono for line in lines):
+        return False
+    if any(len(line.text) > _TERM_MAX_CHARS for line in lines):
+        return False
+    return min(x.x0 for x in following) > min(x.x0 for x in lines) + 8
 
 
 def _page_list(numbers: list[int]) -> str:
@@ -906,7 +924,7 @@ def _html_main_content(soup: BeautifulSoup) -> str | None:
 
 
 # Words of trafilatura's main text that must be found, in order, in the original tree.
-_ANCHOR_WORDS = 12
+_ANCHOR_WORDS = (12, 8, 5)
 
 
 def _locate_content(soup: BeautifulSoup, main_words: list[str]) -> list[Any] | None:
@@ -931,12 +949,22 @@ def _locate_content(soup: BeautifulSoup, main_words: list[str]) -> list[Any] | N
                 nodes.append(node)
                 ends.append(length)
     full = "".join(parts)
-    head = "".join(main_words[:_ANCHOR_WORDS])
-    tail = "".join(main_words[-_ANCHOR_WORDS:])
-    start = full.find(head)
+    # trafilatura may drop a passage inside what it keeps, so an anchor of many words can
+    # straddle the gap: fewer words are tried before giving up.
+    start = stop = -1
+    head = tail = ""
+    for n in _ANCHOR_WORDS:
+        head = "".join(main_words[:n])
+        start = full.find(head)
+        if start >= 0:
+            break
     if start < 0:
         return None
-    stop = full.rfind(tail)
+    for n in _ANCHOR_WORDS:
+        tail = "".join(main_words[-n:])
+        stop = full.rfind(tail)
+        if stop >= start:
+            break
     if stop < start:
         return None
     import bisect
@@ -956,7 +984,17 @@ def _locate_content(soup: BeautifulSoup, main_words: list[str]) -> list[Any] | N
         chain = {id(n) for n in [node, *node.parents]}
         return next(i for i, child in enumerate(children) if id(child) in chain)
 
-    return children[child_holding(first) : child_holding(last) + 1]
+    start = child_holding(first)
+    # trafilatura leaves out a section's own title: take the heading just before the main
+    # text back in (past empty anchors and rules).
+    for j in range(start - 1, -1, -1):
+        sibling = children[j]
+        if getattr(sibling, "name", None) in _HTML_HEADINGS:
+            start = j
+            break
+        if sibling.get_text().strip():
+            break
+    return children[start : child_holding(last) + 1]
 
 
 def _html_render_semantic(soup: BeautifulSoup) -> str:

@@ -135,7 +135,13 @@ class Answering:
         policy = sensitive_request(question)
         if policy is not None:
             return Prepared(
-                question, [], self.escalation_text, [], 0.0, refusal_reason=policy.category
+                question,
+                [],
+                self.escalation_text,
+                [],
+                0.0,
+                refusal_reason=policy.category,
+                query=question,
             )
         query = contextual_query(question, history)
         if isinstance(self.index, GroundingIndex):  # lexical only (old deployments)

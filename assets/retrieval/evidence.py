@@ -102,6 +102,62 @@ def prefer_reference(evidence: list[Evidence], hubs: dict[str, int]) -> list[Evi
     return [first, *(e for e in evidence if e is not first)]
 
 
+# --- the kind of answer a question asks for ----------------------------------------------------
+
+# A question asks for a figure, a setting's name, an option, a file, or a name in code; a
+# sentence holding a new token of that kind (one the question does not already hold) is more
+# likely its answer. Read from the question's wording only.
+_ASKS = {
+    "number": re.compile(
+        r"\bhow (?:many|much|long|old|big|large|often|far|high|low|wide|deep|fast)\b|"
+        r"\bwhat (?:size|length|number|percentage|year|port|version|resolution|timeout)\b|"
+        r"\b(?:maximum|minimum|max|min|range|limit|largest|smallest|highest|lowest)\b",
+        re.IGNORECASE,
+    ),
+    "env": re.compile(r"\benvironment variables?\b|\benv(?:ironment)? var\b", re.IGNORECASE),
+    "option": re.compile(
+        r"\b(?:which|what) (?:\w+ ){0,3}(?:option|flag|switch)s?\b|\bcommand[- ]line option",
+        re.IGNORECASE,
+    ),
+    "code": re.compile(
+        r"\b(?:which|what) (?:\w+ ){0,2}(?:function|command|method|routine|argument|parameter|"
+        r"variable|setting|target|key|keyword|class|module|package|field|property|"
+        r"configuration variable)s?\b",
+        re.IGNORECASE,
+    ),
+    "file": re.compile(r"\b(?:which|what|where) (?:\w+ ){0,3}(?:file|directory|folder|path)s?\b", re.I),
+}
+_KINDS = {
+    "number": re.compile(r"(?<![\w.])\d[\d,.]*(?:\s?(?:%|[kKMGT]i?B|bytes?|ms|s\b))?"),
+    "env": re.compile(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|\$[A-Z][A-Z0-9_]+"),
+    "option": re.compile(r"(?<![\w-])--?[A-Za-z][\w-]*"),
+    "code": re.compile(
+        r"`[^`]+`|\b[A-Za-z_][\w]*(?:[._:][\w]+)+\b|\b[A-Za-z_]\w*\s?\(|(?<![\w-])--?[A-Za-z][\w-]*|"
+        r"\b[a-z]+[A-Z]\w*\b|\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b"
+    ),
+    "file": re.compile(r"(?:~|\.{0,2})/[\w./-]+|\b[\w-]*\.[a-z][a-z0-9]{0,5}\b|(?<![\w])\.[\w-]+"),
+}
+ANSWER_KIND_BONUS = 0.15
+
+
+def answer_kinds(question: str) -> list[str]:
+    """The kinds of token the question asks for (number, env, option, code, file)."""
+    return [kind for kind, pattern in _ASKS.items() if pattern.search(question)]
+
+
+def holds_kind(sentence: str, kinds: Sequence[str], question: str) -> bool:
+    """Whether the sentence holds a token of one of `kinds` that the question does not."""
+    if not kinds:
+        return False
+    asked = question.lower()
+    for kind in kinds:
+        for token in _KINDS[kind].findall(sentence):
+            token = token.strip("` (").lower()
+            if token and token not in asked:
+                return True
+    return False
+
+
 def subject_of(chunk: dict) -> str:
     heading = chunk.get("heading") or []
     if not heading:
@@ -139,18 +195,23 @@ def _words(sentences: Sequence[Sentence]) -> int:
 
 
 def passage(
-    paragraph: list[Sentence], best: int, terms: set[str], subject_terms: set[str]
+    paragraph: list[Sentence],
+    best: int,
+    terms: set[str],
+    subject_terms: set[str],
+    wanted: Callable[[str], bool] = lambda text: False,
 ) -> list[Sentence]:
     """What to quote of a paragraph whose best sentence is `best`: all of it when short; else
-    the best sentence, the paragraph's other sentences that add question terms it lacks, and
-    the sentences that follow it, within QUOTE_WORDS."""
+    the best sentence, the paragraph's other sentences that add question terms it lacks or
+    hold the kind of answer asked for (`wanted`), and the sentences that follow it, within
+    QUOTE_WORDS."""
     if _words(paragraph) <= QUOTE_WORDS:
         return list(paragraph)
     chosen = {best}
     covered = set(tokenize(paragraph[best].text)) | subject_terms
     for j, sentence in enumerate(paragraph):
         own = set(tokenize(sentence.text))
-        adds = (terms & own) - covered
+        adds = (terms & own) - covered or (wanted(sentence.text) and not wanted(paragraph[best].text))
         if (
             j != best
             and adds
@@ -201,13 +262,17 @@ def select_evidence(
         dense = vectors[1:] @ vectors[0]
     else:
         dense = np.zeros(len(candidates), dtype=np.float32)
+    kinds = answer_kinds(question)
     best: dict[int, tuple[float, int, int, float, float]] = {}
     for (h, p, s, _, subject_terms), cosine in zip(candidates, dense, strict=True):
-        own = set(tokenize(parts[h][p][s].text)) | subject_terms
+        text = parts[h][p][s].text
+        own = set(tokenize(text)) | subject_terms
         lexical = sum(weights[t] for t in terms if t in own) / total
         score = float(hits[h].score) + UNIT_WEIGHT * (
             UNIT_LEXICAL * lexical + (1 - UNIT_LEXICAL) * float(cosine)
         )
+        if holds_kind(text, kinds, question):
+            score += ANSWER_KIND_BONUS
         if h not in best or score > best[h][0]:
             best[h] = (score, p, s, lexical, float(cosine))
     out = []
@@ -218,7 +283,13 @@ def select_evidence(
         if _words(entry) <= QUOTE_WORDS:
             quoted = entry  # a short entry is quoted whole, whichever paragraph scored best
         else:
-            quoted = passage(parts[h][p], s, set(terms), subject_terms)
+            quoted = passage(
+                parts[h][p],
+                s,
+                set(terms),
+                subject_terms,
+                lambda text: holds_kind(text, kinds, question),
+            )
         held = subject_terms.union(*(set(tokenize(q.text)) for q in quoted))
         coverage = sum(weights[t] for t in terms if t in held) / total
         missing = [t for t in terms if t not in held]
