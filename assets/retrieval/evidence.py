@@ -32,6 +32,9 @@ UNIT_LEXICAL = 0.7
 # A paragraph up to this many words is quoted whole; a longer one is cut around its best
 # sentence.
 QUOTE_WORDS = 60
+# An entry (a chunk under its own heading) this short is quoted whole: its first paragraph
+# defines what a later one qualifies.
+ENTRY_WORDS = 100
 CANDIDATES = 8
 EVIDENCE_VERSION = "evidence-v1"
 
@@ -111,7 +114,8 @@ _ASKS = {
     "number": re.compile(
         r"\bhow (?:many|much|long|old|big|large|often|far|high|low|wide|deep|fast)\b|"
         r"\bwhat (?:size|length|number|percentage|year|port|version|resolution|timeout)\b|"
-        r"\b(?:maximum|minimum|max|min|range|limit|largest|smallest|highest|lowest)\b",
+        r"\b(?:maximum|minimum|max|min|limit|largest|smallest|highest|lowest)\b|"
+        r"\b(?:what|which) range\b|\brange of\b",
         re.IGNORECASE,
     ),
     "env": re.compile(r"\benvironment variables?\b|\benv(?:ironment)? var\b", re.IGNORECASE),
@@ -125,7 +129,9 @@ _ASKS = {
         r"configuration variable)s?\b",
         re.IGNORECASE,
     ),
-    "file": re.compile(r"\b(?:which|what|where) (?:\w+ ){0,3}(?:file|directory|folder|path)s?\b", re.I),
+    "file": re.compile(
+        r"\b(?:which|what|where) (?:\w+ ){0,3}(?:file|directory|folder|path)s?\b", re.I
+    ),
 }
 _KINDS = {
     "number": re.compile(r"(?<![\w.])\d[\d,.]*(?:\s?(?:%|[kKMGT]i?B|bytes?|ms|s\b))?"),
@@ -138,6 +144,8 @@ _KINDS = {
     "file": re.compile(r"(?:~|\.{0,2})/[\w./-]+|\b[\w-]*\.[a-z][a-z0-9]{0,5}\b|(?<![\w])\.[\w-]+"),
 }
 ANSWER_KIND_BONUS = 0.15
+# A manual-page or footnote reference ("git-gc(1)", "option[7]") is not a figure.
+_REFERENCE_MARK = re.compile(r"(?<=\w)(?:\(\d{1,2}\)|\[\d{1,3}\])")
 
 
 def answer_kinds(question: str) -> list[str]:
@@ -150,12 +158,26 @@ def holds_kind(sentence: str, kinds: Sequence[str], question: str) -> bool:
     if not kinds:
         return False
     asked = question.lower()
+    sentence = _REFERENCE_MARK.sub("", sentence)
     for kind in kinds:
         for token in _KINDS[kind].findall(sentence):
-            token = token.strip("` (").lower()
+            token = token.strip("` (.,;:").lower()
             if token and token not in asked:
                 return True
     return False
+
+
+CODE_LINE_PENALTY = 0.1
+_PLAIN_WORD = re.compile(r"^[A-Za-z][a-z]*[.,;:]?$")
+
+
+def looks_like_code(sentence: str) -> bool:
+    """A line of code or a command synopsis rather than prose: few plain words."""
+    words = sentence.split()
+    if len(words) < 3:
+        return False
+    plain = sum(bool(_PLAIN_WORD.match(w)) for w in words)
+    return plain / len(words) < 0.4
 
 
 def subject_of(chunk: dict) -> str:
@@ -211,7 +233,9 @@ def passage(
     covered = set(tokenize(paragraph[best].text)) | subject_terms
     for j, sentence in enumerate(paragraph):
         own = set(tokenize(sentence.text))
-        adds = (terms & own) - covered or (wanted(sentence.text) and not wanted(paragraph[best].text))
+        adds = (terms & own) - covered or (
+            wanted(sentence.text) and not wanted(paragraph[best].text)
+        )
         if (
             j != best
             and adds
@@ -273,6 +297,8 @@ def select_evidence(
         )
         if holds_kind(text, kinds, question):
             score += ANSWER_KIND_BONUS
+        elif not kinds and looks_like_code(text):
+            score -= CODE_LINE_PENALTY  # a synopsis or code line states no fact in words
         if h not in best or score > best[h][0]:
             best[h] = (score, p, s, lexical, float(cosine))
     out = []
@@ -280,7 +306,7 @@ def select_evidence(
         subject = subject_of(hits[h].chunk)
         subject_terms = set(tokenize(subject))
         entry = [sentence for paragraph in parts[h] for sentence in paragraph]
-        if _words(entry) <= QUOTE_WORDS:
+        if _words(entry) <= ENTRY_WORDS:
             quoted = entry  # a short entry is quoted whole, whichever paragraph scored best
         else:
             quoted = passage(

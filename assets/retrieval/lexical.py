@@ -94,9 +94,76 @@ def _stemmer() -> Any:
     return Stemmer.Stemmer("english")
 
 
+# Irregular forms the Snowball stemmer leaves apart from their verb ("shown" / "show").
+IRREGULAR = {
+    "shown": "show",
+    "showed": "show",
+    "given": "give",
+    "gave": "give",
+    "taken": "take",
+    "took": "take",
+    "written": "write",
+    "wrote": "write",
+    "made": "make",
+    "done": "do",
+    "did": "do",
+    "gone": "go",
+    "went": "go",
+    "seen": "see",
+    "saw": "see",
+    "known": "know",
+    "knew": "know",
+    "chosen": "choose",
+    "chose": "choose",
+    "begun": "begin",
+    "began": "begin",
+    "run": "run",
+    "ran": "run",
+    "kept": "keep",
+    "left": "leave",
+    "found": "find",
+    "held": "hold",
+    "built": "build",
+    "sent": "send",
+    "set": "set",
+    "put": "put",
+    "read": "read",
+    "got": "get",
+    "gotten": "get",
+    "brought": "bring",
+    "bought": "buy",
+    "thought": "think",
+    "told": "tell",
+    "said": "say",
+    "paid": "pay",
+    "meant": "mean",
+    "lost": "lose",
+    "spent": "spend",
+    "broken": "break",
+    "broke": "break",
+    "frozen": "freeze",
+    "hidden": "hide",
+    "hid": "hide",
+    "driven": "drive",
+    "grown": "grow",
+    "drawn": "draw",
+    "thrown": "throw",
+    "stolen": "steal",
+    "forgotten": "forget",
+    "understood": "understand",
+    "rewritten": "rewrite",
+    "overridden": "override",
+    "overrode": "override",
+    "children": "child",
+    "data": "data",
+}
+
+
 @lru_cache(maxsize=200_000)
 def _stem(word: str) -> str:
-    return word if word.isdigit() else _stemmer().stemWord(word)
+    if word.isdigit():
+        return word
+    return _stemmer().stemWord(IRREGULAR.get(word, word))
 
 
 @lru_cache(maxsize=200_000)

@@ -232,3 +232,47 @@ def test_compose_keeps_a_supported_answer_and_drops_an_invented_figure(
 
     refused = answering.prepare("How do I cook a risotto with saffron?")
     assert compose(refused, "Anything") == DEFAULT_REFUSAL
+
+
+@pytest.mark.parametrize(
+    ("question", "kinds"),
+    [
+        ("How many loose objects trigger git gc --auto?", ["number"]),
+        ("What is the range of values for core.compression?", ["number"]),
+        ("What does git log default to when no revision range is given?", []),
+        # an environment variable or an option is also a name in code
+        ("Which environment variable overrides the history file?", ["env", "code"]),
+        ("Which command-line option disables the init files?", ["option", "code"]),
+        ("Which function runs a Shapiro-Wilk test?", ["code"]),
+        ("Which file stores the command history?", ["file"]),
+    ],
+)
+def test_the_kind_of_answer_a_question_asks_for(question: str, kinds: list[str]) -> None:
+    from assets.retrieval.evidence import answer_kinds
+
+    assert answer_kinds(question) == kinds
+
+
+def test_sentences_holding_the_asked_kind_and_code_lines() -> None:
+    from assets.retrieval.evidence import holds_kind, looks_like_code
+
+    q = "Which environment variable overrides the location of the history file?"
+    assert holds_kind(
+        "It may be overridden by the environment variable OCTAVE_HISTFILE.", ["env"], q
+    )
+    assert not holds_kind("You need to issue the history_file command.", ["env"], q)
+    # a manual-page reference is not a figure; a figure the question already holds is not new
+    assert not holds_kind("See git-gc(1) for details.", ["number"], "How old must objects be?")
+    assert holds_kind("Prune objects older than 2 weeks.", ["number"], "How old must objects be?")
+    assert not holds_kind("The limit is 6700.", ["number"], "Is the limit 6700?")
+    assert looks_like_code("git log [<options>] [<revision-range>] [[--] <path>...]")
+    assert not looks_like_code("When no revision range is given, it defaults to HEAD.")
+
+
+def test_irregular_forms_meet_their_verb() -> None:
+    from assets.retrieval.lexical import tokenize
+
+    assert set(tokenize("the commits are shown")) & set(tokenize("git log shows commits")) >= {
+        "commit",
+        "show",
+    }
