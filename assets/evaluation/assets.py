@@ -208,7 +208,7 @@ def eval_report(
         summary = result["summary"]
         reference = "active" if "active" in summary else "base"
         verdict = promotion_verdict(
-            summary, margins, budget, first_vs_base, result.get("summary_by_set")
+            summary, margins, budget, first_vs_base, result.get("summary_by_set"), result["rows"]
         )
         report = _report(
             handle,
@@ -375,7 +375,7 @@ def deployment_evaluation(
             summary["at_promotion"] = promoted
             verdict = gate(summary, "active", "at_promotion", margins, budget)
         else:  # a deployment from before promotion figures were recorded
-            verdict = gate(summary, "active", "base", margins, budget)
+            verdict = gate(summary, "active", "base", margins, budget, result["rows"])
         prefix = f"reports/deployments/v{version}/{context.run.run_id[:8]}"
         report = _report(
             handle,

@@ -34,6 +34,24 @@ HIGHER_BETTER = (
     "citation_accuracy",
 )
 LOWER_BETTER = ("unsupported_claim_rate",)
+# answer_contains is measured for references up to this many words (facts, not sentences).
+SHORT_REFERENCE_WORDS = 10
+# The gate blocks on a metric only when the candidate is worse by more than the margin on
+# average AND the per-question differences make "worse at all" likely: the lower end of a
+# paired bootstrap interval (GATE_CONFIDENCE) of the drop is above zero. A few questions that
+# went either way on a small gold split do not block a deployment.
+GATE_CONFIDENCE = 0.9
+_BOOTSTRAP_RESAMPLES = 2000
+# Per-question value of each metric, in a row's system entry.
+ROW_METRICS = {
+    "answer_contains": "answer_contains",
+    "exact_match": "exact_match",
+    "fuzzy_match": "fuzzy_match",
+    "semantic_similarity": "semantic_similarity",
+    "unsupported_claim_rate": "unsupported_claim_rate",
+    "citation_accuracy": "citation_correct",
+    "refusal_accuracy": "refusal_correct",
+}
 DEFAULT_MARGINS = {
     "answer_contains": 0.05,
     "semantic_similarity": 0.02,
@@ -79,7 +97,13 @@ def score_rows(
             if q["kind"] == "answer":
                 document = q.get("document_id")
                 entry.update(
-                    answer_contains=answer_contains(a.text, q["reference"]),
+                    # A long reference (a generated answer sentence) is not a fact to find
+                    # in the answer: semantic and fuzzy match measure those.
+                    answer_contains=(
+                        answer_contains(a.text, q["reference"])
+                        if len(q["reference"].split()) <= SHORT_REFERENCE_WORDS
+                        else None
+                    ),
                     exact_match=exact_match(a.text, q["reference"]),
                     fuzzy_match=fuzzy_match(a.text, q["reference"]),
                     semantic_similarity=semantic[s][i],
@@ -101,8 +125,11 @@ def summarize(rows: list[dict], systems: list[str]) -> dict[str, dict[str, float
         cited = [
             r[s]["citation_correct"] for r in answerable if r[s]["citation_correct"] is not None
         ]
+        contained = [
+            r[s]["answer_contains"] for r in answerable if r[s].get("answer_contains") is not None
+        ]
         out[s] = {
-            "answer_contains": mean([r[s]["answer_contains"] for r in answerable]),
+            **({"answer_contains": mean(contained)} if contained else {}),
             "exact_match": mean([r[s]["exact_match"] for r in answerable]),
             "fuzzy_match": mean([r[s]["fuzzy_match"] for r in answerable]),
             "semantic_similarity": mean([r[s]["semantic_similarity"] for r in answerable]),
@@ -120,15 +147,20 @@ def summarize(rows: list[dict], systems: list[str]) -> dict[str, dict[str, float
 QUESTION_SETS = {"generated": "generated gold split", "project": "the project's evaluation set"}
 
 
+def set_rows(rows: list[dict], name: str) -> list[dict]:
+    """A question set's rows with the built-in probes (empty without answerable questions)."""
+    own = [r for r in rows if r.get("source", "generated") in (name, "builtin")]
+    if any(r["kind"] == "answer" and r.get("source", "generated") == name for r in own):
+        return own
+    return []
+
+
 def summarize_sets(rows: list[dict], systems: list[str]) -> dict[str, dict[str, dict[str, float]]]:
     """`summarize` per question set that has answerable questions; each set's refusal accuracy
     also counts the built-in probes."""
-    out = {}
-    for name in QUESTION_SETS:
-        own = [r for r in rows if r.get("source", "generated") in (name, "builtin")]
-        if any(r["kind"] == "answer" and r.get("source", "generated") == name for r in own):
-            out[name] = summarize(own, systems)
-    return out
+    return {
+        name: summarize(own, systems) for name in QUESTION_SETS if (own := set_rows(rows, name))
+    }
 
 
 def latency(first_token: list[float], totals: list[float], tokens: list[int]) -> dict[str, float]:
@@ -168,16 +200,46 @@ class GateVerdict:
         }
 
 
+def paired_drop(rows: list[dict], metric: str, candidate: str, reference: str) -> list[float]:
+    """Per question, how much worse the candidate is than the reference on `metric` (positive:
+    worse), over the rows where both have a value."""
+    key = ROW_METRICS[metric]
+    sign = -1.0 if metric in HIGHER_BETTER else 1.0
+    out = []
+    for r in rows:
+        a, b = (r.get(candidate) or {}).get(key), (r.get(reference) or {}).get(key)
+        if a is not None and b is not None:
+            out.append(sign * (float(a) - float(b)))
+    return out
+
+
+def drop_interval(drops: list[float], confidence: float = GATE_CONFIDENCE) -> tuple[float, float]:
+    """A paired bootstrap interval of the mean drop (seeded: the same rows, the same interval)."""
+    import numpy as np
+
+    if not drops:
+        return 0.0, 0.0
+    values = np.asarray(drops, dtype=float)
+    rng = np.random.default_rng(0)
+    means = rng.choice(values, size=(_BOOTSTRAP_RESAMPLES, len(values))).mean(axis=1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def gate(
     summary: dict[str, dict[str, float]],
     candidate: str,
     reference: str,
     margins: dict[str, float],
     latency_budget_p95_s: float | None,
+    rows: list[dict] | None = None,
 ) -> GateVerdict:
     """The promotion gate: the candidate may not be worse than the reference (the active
     deployment, or the base model before the first deployment) by more than each metric's
-    margin, nor slower than the latency budget at p95."""
+    margin, nor slower than the latency budget at p95. With the per-question `rows`, a drop
+    beyond the margin blocks only when the paired bootstrap interval of the drop lies above
+    zero (the candidate is worse, not merely unlucky on a few questions)."""
     cand, ref = summary[candidate], summary[reference]
     reasons, deltas = [], {}
     for metric, margin in sorted(margins.items()):
@@ -186,11 +248,18 @@ def gate(
         delta = cand[metric] - ref[metric]
         deltas[metric] = round(delta, 4)
         worse = -delta if metric in HIGHER_BETTER else delta
-        if worse > margin:
-            reasons.append(
-                f"{metric} {cand[metric]:.3f} is {worse:.3f} worse than {reference}'s "
-                f"{ref[metric]:.3f} (margin {margin:.3f})"
-            )
+        if worse <= margin:
+            continue
+        interval = ""
+        if rows is not None and metric in ROW_METRICS:
+            low, high = drop_interval(paired_drop(rows, metric, candidate, reference))
+            if low <= 0.0:
+                continue  # within what chance on these questions gives
+            interval = f"; {GATE_CONFIDENCE:.0%} interval of the drop {low:.3f}..{high:.3f}"
+        reasons.append(
+            f"{metric} {cand[metric]:.3f} is {worse:.3f} worse than {reference}'s "
+            f"{ref[metric]:.3f} (margin {margin:.3f}{interval})"
+        )
     p95 = cand.get("latency_p95_s")
     if latency_budget_p95_s is not None and p95 is not None and p95 > latency_budget_p95_s:
         reasons.append(
@@ -205,12 +274,14 @@ def promotion_verdict(
     latency_budget_p95_s: float | None,
     compare_first_with_base: bool = True,
     sets: dict[str, dict[str, dict[str, float]]] | None = None,
+    rows: list[dict] | None = None,
 ) -> GateVerdict:
     """The candidate against the active deployment when there is one, else against the base
     model it was trained from (`compare_first_with_base`, the default: a first adapter worse
     than its base model does not deploy; off, only the latency budget blocks it). With `sets`
     (`summarize_sets`), the margins hold on each question set, the project's own evaluation
-    set included, not only on what the generator wrote."""
+    set included, not only on what the generator wrote. With the per-question `rows` a drop
+    must also be unlikely to be chance (`gate`)."""
     reference = "active" if "active" in summary else "base"
     latency = gate(summary, "candidate", reference, {}, latency_budget_p95_s)
     if reference == "base" and not compare_first_with_base:
@@ -220,7 +291,8 @@ def promotion_verdict(
     for name, set_summary in (sets or {"generated": summary}).items():
         if reference not in set_summary:
             continue
-        verdict = gate(set_summary, "candidate", reference, margins, None)
+        own = set_rows(rows, name) if rows is not None and sets else rows
+        verdict = gate(set_summary, "candidate", reference, margins, None, own)
         label = QUESTION_SETS.get(name, name)
         reasons += [f"on {label}: {r}" for r in verdict.reasons]
         deltas.update(

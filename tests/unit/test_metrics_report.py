@@ -336,3 +336,54 @@ def test_render_html_escapes_html(field: str) -> None:
     assert "<script>" not in page
     assert "<img src=x" not in page
     assert html.escape(evil, quote=False).replace('"', "&#34;") in page
+
+
+def _paired(candidate: list[float], base: list[float]) -> list[dict]:
+    return [
+        {
+            "kind": "answer",
+            "candidate": {"semantic_similarity": c},
+            "base": {"semantic_similarity": b},
+        }
+        for c, b in zip(candidate, base, strict=True)
+    ]
+
+
+def test_a_drop_a_few_questions_make_does_not_block_but_a_consistent_one_does() -> None:
+    margins = {"semantic_similarity": 0.02}
+    # two of 24 questions went the other way: worse by 0.083 on average, but by chance
+    lucky = _paired([0.0, 0.0] + [1.0] * 22, [1.0] * 24)
+    summary = {"candidate": {"semantic_similarity": 22 / 24}, "base": {"semantic_similarity": 1.0}}
+    assert not gate(summary, "candidate", "base", margins, None).passed  # without rows: blocks
+    assert gate(summary, "candidate", "base", margins, None, lucky).passed
+    # every question a little worse: no chance about it
+    steady = _paired([0.9] * 24, [1.0] * 24)
+    summary = {"candidate": {"semantic_similarity": 0.9}, "base": {"semantic_similarity": 1.0}}
+    verdict = gate(summary, "candidate", "base", margins, None, steady)
+    assert not verdict.passed and "90% interval of the drop 0.100..0.100" in verdict.reasons[0]
+
+
+def test_answer_contains_is_measured_for_short_references_only() -> None:
+    rows = score_rows(
+        [
+            {
+                "id": "1",
+                "kind": "answer",
+                "question": "q",
+                "reference": "6700",
+                "document_id": None,
+            },
+            {
+                "id": "2",
+                "kind": "answer",
+                "question": "q",
+                "reference": "The default value of the setting is 6700 objects in the repository.",
+                "document_id": None,
+            },
+        ],
+        {"candidate": [_answered("The limit is 6700."), _answered("The limit is 6700.")]},
+        [],
+    )
+    assert rows[0]["candidate"]["answer_contains"] == 1.0
+    assert rows[1]["candidate"]["answer_contains"] is None
+    assert summarize(rows, ["candidate"])["candidate"]["answer_contains"] == 1.0
