@@ -27,6 +27,8 @@ from assets.evaluation.metrics import (
 # Metrics where higher is better, and where lower is; the gate compares these.
 HIGHER_BETTER = (
     "answer_contains",
+    "model_semantic_similarity",
+    "model_answer_kept",
     "exact_match",
     "fuzzy_match",
     "semantic_similarity",
@@ -51,9 +53,15 @@ ROW_METRICS = {
     "unsupported_claim_rate": "unsupported_claim_rate",
     "citation_accuracy": "citation_correct",
     "refusal_accuracy": "refusal_correct",
+    "model_semantic_similarity": "model_semantic_similarity",
+    "model_answer_kept": "model_answer_kept",
 }
 DEFAULT_MARGINS = {
     "answer_contains": 0.05,
+    # The model's own text, before the answer is checked against the evidence: an adapter
+    # worse than its base (or the active one) at writing the answer does not deploy, even
+    # where the evidence check would hide it from users.
+    "model_semantic_similarity": 0.05,
     "semantic_similarity": 0.02,
     "fuzzy_match": 0.03,
     "refusal_accuracy": 0.05,
@@ -72,6 +80,12 @@ def score_rows(
     systems = list(answers)
     semantic = {
         s: semantic_similarity([a.text for a in answers[s]], [q["reference"] for q in questions])
+        for s in systems
+    }
+    generated = {
+        s: semantic_similarity(
+            [a.generated for a in answers[s]], [q["reference"] for q in questions]
+        )
         for s in systems
     }
     for i, q in enumerate(questions):
@@ -110,6 +124,9 @@ def score_rows(
                     unsupported_claim_rate=(
                         0.0 if refused else unsupported_claim_rate(a.text, a.prepared.contexts)
                     ),
+                    # the model's own answer (None where nothing was generated: a refusal)
+                    model_semantic_similarity=(generated[s][i] if a.generated.strip() else None),
+                    model_answer_kept=(float(a.kept) if a.generated.strip() else None),
                     # None: the question names no document (a project question may not)
                     citation_correct=(citation_accuracy([cited], [document]) if document else None),
                 )
@@ -128,8 +145,13 @@ def summarize(rows: list[dict], systems: list[str]) -> dict[str, dict[str, float
         contained = [
             r[s]["answer_contains"] for r in answerable if r[s].get("answer_contains") is not None
         ]
+        model = {
+            metric: [r[s][metric] for r in answerable if r[s].get(metric) is not None]
+            for metric in ("model_semantic_similarity", "model_answer_kept")
+        }
         out[s] = {
             **({"answer_contains": mean(contained)} if contained else {}),
+            **{metric: mean(values) for metric, values in model.items() if values},
             "exact_match": mean([r[s]["exact_match"] for r in answerable]),
             "fuzzy_match": mean([r[s]["fuzzy_match"] for r in answerable]),
             "semantic_similarity": mean([r[s]["semantic_similarity"] for r in answerable]),

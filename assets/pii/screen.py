@@ -463,6 +463,10 @@ _SENTENCE_END = regex.compile(
     r"(?<!\b\p{Lu}|\b(?:Mr|Mrs|Ms|Mx|Dr|Prof|St|Sr|Jr|Fr))[.!?;)\]]+[ \t]+", regex.IGNORECASE
 )
 _LOWER_WORD = regex.compile(r"(?<![\w.@/-])\p{Ll}[\p{Ll}\p{M}]+(?![\w@/-]|\.\w)")
+_CODE_SPAN = regex.compile(r"`[^`\n]+`")
+_JOINED_IDENTIFIER = regex.compile(r"[^\s`]*\p{Ll}[_\[]\p{Ll}[^\s`]*")
+_NOT_CODE = regex.compile(r"[@/\\~:]")
+_LOWER_PART = regex.compile(r"(?<![\p{L}\p{M}])\p{Ll}[\p{Ll}\p{M}]+(?![\p{L}\p{M}])")
 # A finding is part of a larger token (an identifier, path, URL, version string, hash) when one
 # of these touches it, or a "." "-" ":" between it and a letter or digit.
 _GLUE_BEFORE = frozenset("_-./\\@#$%&*+=<>:~^`")
@@ -556,6 +560,7 @@ class _TextFacts:
     def __init__(self, text: str) -> None:
         self.text = text
         self._lower: frozenset[str] | None = None
+        self._code: frozenset[str] | None = None
 
     @property
     def lowercase_words(self) -> frozenset[str]:
@@ -563,6 +568,24 @@ class _TextFacts:
         if self._lower is None:
             self._lower = frozenset(m.group() for m in _LOWER_WORD.finditer(self.text))
         return self._lower
+
+    @property
+    def code_words(self) -> frozenset[str]:
+        """Lowercase words of the text's code: inside `backticks` ("`black-jupyter`") and
+        identifiers joined by "_" or brackets ("black[jupyter]", "nb_format"; not by "-", as
+        prose's "check-mark" is); not of e-mail addresses, URLs or paths, which hold people's
+        names too ("/home/maria")."""
+        if self._code is None:
+            tokens = [m.group() for m in _CODE_SPAN.finditer(self.text)]
+            tokens += [m.group() for m in _JOINED_IDENTIFIER.finditer(self.text)]
+            self._code = frozenset(
+                word
+                for chunk in tokens
+                for token in chunk.split()
+                if not _NOT_CODE.search(token)
+                for word in _LOWER_PART.findall(token)
+            )
+        return self._code
 
     def words_before(self, start: int, count: int) -> list[str]:
         """Up to `count` words before `start`, lowercased, from its sentence and line only."""
@@ -657,7 +680,10 @@ def _keep_person(facts: _TextFacts, finding: Finding, multi_token_names: frozens
     before = facts.words_before(finding.start, 3)
     after = facts.words_after(finding.end, 2)
     titled = bool(PERSON_TITLES.intersection(before) or PERSON_SPEECH.intersection(after))
-    cued = titled or bool(PERSON_ROLES.intersection(before))
+    # "called"/"named" name a person only right before the name ("a user called Maria"), not
+    # as a passive ("routines called by Octave", "called within Octave").
+    roles = PERSON_ROLES.intersection(before) - (NAMING_WORDS - set(before[-1:]))
+    cued = titled or bool(roles)
     if names == 0:  # "DESCRIPTION", "GIT_DIR", "HEAD": all capitals
         return caps > 1 and cued
     if any(_is_acronym(t) for t in tokens if _CAPS_TOKEN.fullmatch(t)):
@@ -677,7 +703,147 @@ def _keep_person(facts: _TextFacts, finding: Finding, multi_token_names: frozens
         # One word is a first name, a surname or a product: keep it with a role before it, or
         # when the text names the person in full elsewhere.
         return cued or words[0] in multi_token_names
-    return True
+    return not _names_a_thing(facts, finding, tokens, cued)
+
+
+# Roles that are participles: they name a person only right before the name.
+NAMING_WORDS = frozenset({"called", "named"})
+# Separators of a menu path or breadcrumb ("Edit..Preferences..Advanced..Config Editor",
+# "File > Save As", "Settings → Display").
+_MENU_BEFORE = regex.compile(r"\p{L}[\p{L}\p{N}]*[ \t]*(?:\.\.+|>|→|»|›|::)[ \t]*$")
+_MENU_AFTER = regex.compile(r"[ \t]*(?:\.\.+|>|→|»|›|::)[ \t]*\p{Lu}")
+# A title line: a Markdown heading, or a line whose words are all capitalised (small function
+# words aside) once list markers, section numbers, dot leaders and page numbers are set aside.
+_HEADING_MARK = regex.compile(r"[ \t]*#{1,6}[ \t]")
+_LINE_EDGES = regex.compile(r"^[\s#>*+•·\-–—\d.()]*|[\s.:…·\d]*$")
+TITLE_FUNCTION_WORDS = frozenset(
+    "a an and as at by for from in into of on or the to vs versus via with".split()
+)
+
+
+def _names_a_thing(facts: _TextFacts, finding: Finding, tokens: Sequence[str], cued: bool) -> bool:
+    """Whether a capitalised phrase that spaCy calls a person names a thing: a product, a
+    title, a heading or an instruction ("Sparse Matrices", "Courier New", "## Arch Linux",
+    "Tell Git that ...").
+
+    The words of most names are no English words at all (nine in ten of the given names and
+    family names on twenty countries' lists of common names); most of the rest are names the
+    lexicon knows as nouns only ("john", "schmidt": its nouns hold names too). So a phrase
+    whose words are all English, one of them plainly so (an adjective, a verb, a plural:
+    EnglishLexicon.commonness), names a thing; so does one with a word of the text's code
+    ("Jupyter" beside `black[jupyter]`), one in a menu path, a title line holding a word that
+    is everyday English, and an imperative opening a sentence. A person cue ("thanks to",
+    "reviewed by", ", our maintainer", "said") or a middle initial says it is a person after
+    all, though "by" not before words that are all everyday English ("controlled by Grand
+    Central Dispatch")."""
+    lexicon = english_lexicon()
+    if lexicon is None:
+        return False
+    words = [
+        _POSSESSIVE.sub("", token).lower()
+        for token in tokens
+        if not _INITIAL.fullmatch(token) and token not in NAME_PARTICLES
+    ]
+    if not words:
+        return False
+    levels = [lexicon.commonness(word) for word in words]
+    common = max(levels) >= 2
+    code = any(word in facts.code_words for word in words)
+    menu = _in_menu_path(facts, finding)
+    if not (common or code or menu):
+        return False
+    everyday = min(levels) >= 2 and len(levels) > 1  # "Grand Central Dispatch"
+    if cued:
+        return False
+    # "<verb>ed by" and an apposition introduce things as often as people ("controlled by Grand
+    # Central Dispatch", "the chapter on Sparse Matrices, the values of ..."): they do not
+    # make a phrase of everyday words a person.
+    by = _cue_before(facts, finding.start)
+    if by and facts.words_before(finding.start, 1) != ["by"]:
+        return False
+    apposition = _cue_after(facts, finding.end)
+    if apposition and _APPOSITION.match(facts.text, finding.end) is None:
+        return False
+    if by or apposition:
+        return everyday
+    if _MIDDLE_INITIAL.search(facts.text, finding.start, finding.end):
+        return False  # "John M. Chambers"
+    if code or menu:
+        return True
+    if everyday:
+        return not _singular_subject(facts, finding, lexicon)
+    if _title_line(facts, finding) or _imperative(facts, finding, words[0], lexicon):
+        return True
+    # "Matrix Computations", "Alpine Linux", "Courier New"; not "Grace Law", "Bill Smith", nor
+    # the subject of a verb in the singular ("Maria Morales filed it", "Julian Doe maintains").
+    return max(levels) >= 3 and min(levels) >= 1 and not _singular_subject(facts, finding, lexicon)
+
+
+def _singular_subject(facts: _TextFacts, finding: Finding, lexicon: EnglishLexicon) -> bool:
+    """Whether a verb in the singular follows the phrase, perhaps after an adverb: a person
+    does things ("Maria Morales filed it", "Rosa Little usually runs"); a plural title does
+    not ("Sparse Matrices are")."""
+    following = _FOLLOWING_WORDS.match(facts.text, finding.end)
+    if following is None:
+        return False
+    first, second = following.group(1), following.group(2)
+    if second and first in lexicon.index["adv"] and first.endswith("ly"):
+        first = second
+    return lexicon.singular_verb(first)
+
+
+_FOLLOWING_WORDS = regex.compile(
+    r"[ \t]+(\p{Ll}[\p{Ll}\p{M}]*)(?![\p{L}\p{M}-])(?:[ \t]+(\p{Ll}[\p{Ll}\p{M}]*))?"
+)
+SINGULAR_AUXILIARIES = frozenset(
+    "is was has does did had will would can could shall should may might must".split()
+)
+AUXILIARIES = frozenset(
+    "is are was were be been has have had will would can could shall should may might must "
+    "does do did".split()
+)
+
+
+def _imperative(facts: _TextFacts, finding: Finding, first: str, lexicon: EnglishLexicon) -> bool:
+    """Whether the phrase opens a sentence with a verb and goes on as an instruction ("Tell Git
+    that ...", "Convert Rd format to PDF"): the word after it is lowercase and no verb form,
+    auxiliary or adverb, as the verb after a name would be ("Bill Smith wrote", "Mark Ruiz
+    usually runs")."""
+    if first not in lexicon.index["verb"]:
+        return False
+    text = facts.text
+    line_start = text.rfind("\n", 0, finding.start) + 1
+    before = text[line_start : finding.start].strip(" \t#>*+•-")
+    if before and not regex.search(r"[.!?:;]$", before):
+        return False
+    following = regex.match(r"[ \t]+(\p{Ll}[\p{Ll}\p{M}]*)(?![\p{L}\p{M}])", text, pos=finding.end)
+    return following is not None and not lexicon.verb_like(following.group(1))
+
+
+_MIDDLE_INITIAL = regex.compile(r"\p{Lu}\p{Ll}+[ \t]+\p{Lu}\.[ \t]+\p{Lu}")
+
+
+def _in_menu_path(facts: _TextFacts, finding: Finding) -> bool:
+    line_start = facts.text.rfind("\n", 0, finding.start) + 1
+    return bool(
+        _MENU_BEFORE.search(facts.text[line_start : finding.start])
+        or _MENU_AFTER.match(facts.text, finding.end)
+    )
+
+
+def _title_line(facts: _TextFacts, finding: Finding) -> bool:
+    """Whether the finding lies in a heading or a line of capitalised words (a title, a table
+    of contents, a list of names of things)."""
+    text = facts.text
+    line_start = text.rfind("\n", 0, finding.start) + 1
+    line_end = text.find("\n", finding.end)
+    line = text[line_start : len(text) if line_end < 0 else line_end]
+    if _HEADING_MARK.match(line):
+        return True
+    words = _WORD.findall(_LINE_EDGES.sub("", line))
+    return bool(words) and all(
+        word[0].isupper() or word.lower() in TITLE_FUNCTION_WORDS for word in words
+    )
 
 
 # Words after which a capitalised phrase is a title, a product or a cross-reference: articles
@@ -723,6 +889,85 @@ class EnglishLexicon:
 
     def known(self, word: str) -> bool:
         return word in self.words
+
+    def commonness(self, word: str) -> int:
+        """How plainly a lowercase `word` is everyday English rather than a name: 0 not in the
+        lexicon; 1 a noun and nothing else (the lexicon's nouns hold names too: "john",
+        "schmidt", "linux"); 2 a noun that is also a verb, an adjective or a plural ("handle",
+        "park", "grand", "elements"); 3 a form names rarely take: an adjective, adverb or verb
+        that is no noun ("sparse", "new"), a plural ("notebooks", "matrices"), a superlative
+        ("largest") or an "-ing" or "-ed" form ("dispatching") of a word that is no noun. Words
+        of one or two letters count at most 1: the lexicon's Roman numerals ("li", "xi") are
+        adjectives."""
+        index = self.index
+        noun = word in index["noun"]
+        other = word in index["verb"] or word in index["adj"] or word in index["adv"]
+        if len(word) < 3:
+            return 1 if noun or other else 0
+        if noun:
+            return 2 if other or self._plural(word) else 1  # "elements", "times" are plurals too
+        if other or self._plural(word) or self._verb_form(word) or self._superlative(word):
+            return 3
+        return 0
+
+    def verb_like(self, word: str) -> bool:
+        """Whether `word` may be the verb after a subject: an auxiliary, a verb form ("wrote",
+        "maintains", "filed") or an adverb ("usually")."""
+        verbs = self.index["verb"]
+        if word in AUXILIARIES or word in self.index["adv"]:
+            return True
+        if any(lemma != word for lemma in self.exceptions.get("verb", {}).get(word, ())):
+            return True
+        return any(
+            word.endswith(old) and len(word) > len(old) + 1 and word[: -len(old)] + new in verbs
+            for old, new in self.rules.get("verb", ())
+        )
+
+    def singular_verb(self, word: str) -> bool:
+        """Whether `word` may be a finite verb after a subject in the singular: "is", "has",
+        "can"; "maintains", "filed", "wrote" (not "are", "have", "running")."""
+        if word in SINGULAR_AUXILIARIES:
+            return True
+        if word in AUXILIARIES or word.endswith("ing"):
+            return False
+        if any(lemma != word for lemma in self.exceptions.get("verb", {}).get(word, ())):
+            return True  # "wrote", "made"
+        verbs = self.index["verb"]
+        return any(
+            word.endswith(old) and len(word) > len(old) + 1 and word[: -len(old)] + new in verbs
+            for old, new in self.rules.get("verb", ())
+            if not old.startswith("ing")
+        )
+
+    def _plural(self, word: str) -> bool:
+        nouns = self.index["noun"]
+        if any(lemma != word and lemma in nouns for lemma in self.exceptions["noun"].get(word, ())):
+            return True  # "matrices", "indices"
+        # Not "-men" -> "-man": "Carmen" is no plural of "carman".
+        return any(
+            word.endswith(old) and len(word) > len(old) + 1 and word[: -len(old)] + new in nouns
+            for old, new in self.rules.get("noun", ())
+            if old != "men"
+        )
+
+    def _superlative(self, word: str) -> bool:
+        # Not comparatives: "Oliver", "Fuller" would be forms of "olive", "full".
+        adjectives = self.index["adj"]
+        return any(
+            word.endswith(old)
+            and len(word) > len(old) + 2
+            and word[: -len(old)] + new in adjectives
+            for old, new in self.rules.get("adj", ())
+            if old == "est"
+        )
+
+    def _verb_form(self, word: str) -> bool:
+        verbs = self.index["verb"]
+        return any(
+            word.endswith(old) and len(word) > len(old) + 2 and word[: -len(old)] + new in verbs
+            for old, new in self.rules.get("verb", ())
+            if old in ("ed", "ing")
+        )
 
     def inflected(self, word: str, pos: str) -> bool:
         """Whether `word` is an inflection (not the lemma itself) of a `pos` lemma."""
@@ -830,6 +1075,8 @@ def _keep_email(facts: _TextFacts, finding: Finding) -> bool:
     local = local.lower()
     if local in ROLE_MAILBOXES or _LIST_MAILBOX.fullmatch(local):
         return False
+    if "/" in local or facts.text[finding.start - 1 : finding.start] == "/":
+        return False  # a URL's path: "https://lore.kernel.org/git/2020...GC2868@szeder.dev/"
     if _RESERVED_DOMAIN.search(domain):
         parts = [p for p in regex.split(r"[._+-]+", regex.sub(r"\d+", "", local)) if p]
         if parts and all(p in _PLACEHOLDER_LOCAL for p in parts):
@@ -842,7 +1089,10 @@ def refine_findings(text: str, findings: Sequence[Finding]) -> list[Finding]:
     if not findings:
         return []
     facts = _TextFacts(text)
-    findings = [_trim_person(text, f) if f.entity_type == "PERSON" else f for f in findings]
+    findings = [
+        _trim_verb(facts, _trim_person(text, f)) if f.entity_type == "PERSON" else f
+        for f in findings
+    ]
     # Names given in full first: their words support one-word mentions ("Maria" after "Maria
     # Schmidt").
     full = {
@@ -933,9 +1183,16 @@ CUE_AFTER = frozenset(
     "confirmed mentioned noted agreed disagreed joined left called emailed phoned signed "
     "approved reviewed tested lives lived works worked moved pointed thinks thought".split()
 )
+# An apposition: ", our release manager," ", the lead developer of"; not ", the plugin is".
+_APPOSITION = regex.compile(
+    r",[ \t]*(?:our|the|a|an|my|his|her|their)"
+    rf"(?:[ \t]+(?!(?:{'|'.join(sorted(AUXILIARIES))})(?!\p{{L}}))\p{{Ll}}[\p{{Ll}}-]*){{1,3}}"
+    r"[ \t]*(?:[,;.)\n]|$|[ \t]+(?:of|at|for|from|in|on|with|who)(?!\p{L}))"
+)
 _AFTER_PATTERNS = regex.compile(
-    r"[ \t]*[(<][ \t]*(?:[^\s@()<>]+@|\(?\+?\d)"  # "(jane@...)", "<jane@...>", "(+44 ..."
-    r"|,[ \t]*(?:our|the|a|an|my|his|her|their)[ \t]+\p{Ll}+"  # ", our release manager"
+    # "(jane@...)", "<jane@...>", "(+44 20 ...", "((212) 555-0147)"; not "(1996)", "(3rd Ed.)"
+    r"[ \t]*[(<][ \t]*(?:[^\s@()<>]+@|\(?\+?\d[\d \t().-]{5,}\d)"
+    rf"|{_APPOSITION.pattern}"
     r"|[ \t]+(?:can|could|will|may)[ \t]+be[ \t]+(?:reached|contacted)"
     r"|['’]s[ \t]+(?:mobile|phone|number|e-?mail|address|salary|manager|office|desk|account)"
 )
@@ -1048,6 +1305,27 @@ def _trim_person(text: str, finding: Finding) -> Finding:
     if start == finding.start:
         return finding
     return Finding(finding.entity_type, start, finding.end, finding.score)
+
+
+def _trim_verb(facts: _TextFacts, finding: Finding) -> Finding:
+    """A PERSON finding less a verb that opens its sentence when the words after it read as a
+    name ("Call Jane Smith on Monday" -> "Jane Smith"): two or more words, none of them plainly
+    English (EnglishLexicon.commonness at most 1). "Convert Rd Format" stays whole, for the
+    precision rules to judge as an instruction."""
+    text = facts.text
+    words = list(regex.finditer(r"\S+", text[finding.start : finding.end]))
+    lexicon = english_lexicon()
+    if lexicon is None or len(words) < 3:
+        return finding
+    first = words[0].group().lower()
+    line_start = text.rfind("\n", 0, finding.start) + 1
+    before = text[line_start : finding.start].strip(" \t#>*+•-")
+    if first not in lexicon.index["verb"] or (before and not regex.search(r"[.!?:;]$", before)):
+        return finding
+    rest = [_POSSESSIVE.sub("", w.group()).lower().strip(".,") for w in words[1:]]
+    if any(lexicon.commonness(word) > 1 for word in rest if word not in NAME_PARTICLES):
+        return finding
+    return Finding(finding.entity_type, finding.start + words[1].start(), finding.end, finding.score)
 
 
 class AllowList:

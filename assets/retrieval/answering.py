@@ -153,8 +153,17 @@ class Answering:
                 question, messages, None, hits, 1.0, [h.citation() for h in hits], query=query
             )
         hits = self.index.retrieve(query, max(CANDIDATES, self.top_k))
+        follow_up = query != question
+        said = [m["content"] for m in history if m.get("role") == "assistant" and m.get("content")]
         evidence = prefer_reference(
-            select_evidence(query, hits, self.index.lexical.idf, self.index.embed),
+            select_evidence(
+                query,
+                hits,
+                self.index.lexical.idf,
+                self.index.embed,
+                focus=question if follow_up else "",
+                said=said if follow_up else (),
+            ),
             self.index.document_hubs(),
         )
         terms = list(dict.fromkeys(tokenize(query)))
@@ -270,6 +279,7 @@ class Answered:
     prompt_tokens: int
     completion_tokens: int
     generated: str = ""  # the model's own text before composition
+    kept: bool = False  # whether the answer keeps the model's text (the evidence supports it)
 
 
 def answer_all(
@@ -297,5 +307,7 @@ def answer_all(
         else:
             g = next(made)
             text = compose(p, g.text, refusal_texts)
-            out.append(Answered(p, text, g.prompt_tokens, g.completion_tokens, g.text))
+            direct = _clean(g.text)
+            kept = bool(direct) and text.startswith(direct) and p.evidence is not None
+            out.append(Answered(p, text, g.prompt_tokens, g.completion_tokens, g.text, kept))
     return out, seconds

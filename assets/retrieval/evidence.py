@@ -115,7 +115,8 @@ _ASKS = {
         r"\bhow (?:many|much|long|old|big|large|often|far|high|low|wide|deep|fast)\b|"
         r"\bwhat (?:size|length|number|percentage|year|port|version|resolution|timeout)\b|"
         r"\b(?:maximum|minimum|max|min|limit|largest|smallest|highest|lowest)\b|"
-        r"\b(?:what|which) range\b|\brange of\b",
+        r"\b(?:what|which) range\b|\brange of\b|"
+        r"\b(?:exit|status|return|error|response) code\b|\b(?:what|which) (?:\w+ )?status\b",
         re.IGNORECASE,
     ),
     "env": re.compile(r"\benvironment variables?\b|\benv(?:ironment)? var\b", re.IGNORECASE),
@@ -168,6 +169,15 @@ def holds_kind(sentence: str, kinds: Sequence[str], question: str) -> bool:
 
 
 CODE_LINE_PENALTY = 0.1
+# A follow-up's own terms against those of the question it follows; a sentence already quoted.
+FOCUS_WEIGHT = 2.0
+REPEAT_PENALTY = 0.3
+
+
+def _folded_text(text: str) -> str:
+    return " ".join(re.sub(r"[^\w]+", " ", text.lower()).split())
+
+
 _PLAIN_WORD = re.compile(r"^[A-Za-z][a-z]*[.,;:]?$")
 
 
@@ -258,12 +268,21 @@ def select_evidence(
     hits: Sequence[Any],
     idf: Callable[[str], float],
     embed: Callable[[Sequence[str]], np.ndarray] | None,
+    focus: str = "",
+    said: Sequence[str] = (),
 ) -> list[Evidence]:
     """Each hit's evidence for the question, best first (one per chunk). `idf` weighs the
     question's terms (the index's lexical half); `embed` gives L2-normalised embeddings (None:
-    lexical only)."""
+    lexical only).
+
+    In a conversation `question` is the follow-up with the question it follows; `focus` is the
+    follow-up alone, whose terms weigh FOCUS_WEIGHT times as much (they say what is asked now),
+    and `said` holds the answers already given: a sentence they quote loses REPEAT_PENALTY,
+    since a user asking again wants what was not said."""
     terms = list(dict.fromkeys(tokenize(question)))
-    weights = {t: max(idf(t), 0.0) for t in terms}
+    focused = set(tokenize(focus))
+    weights = {t: max(idf(t), 0.0) * (FOCUS_WEIGHT if t in focused else 1.0) for t in terms}
+    repeated = [_folded_text(text) for text in said if text]
     total = sum(weights.values()) or 1.0
     candidates: list[tuple[int, int, int, str, set[str]]] = []  # hit, paragraph, sentence
     parts: list[list[list[Sentence]]] = []
@@ -295,6 +314,8 @@ def select_evidence(
         score = float(hits[h].score) + UNIT_WEIGHT * (
             UNIT_LEXICAL * lexical + (1 - UNIT_LEXICAL) * float(cosine)
         )
+        if repeated and any(_folded_text(text) in previous for previous in repeated):
+            score -= REPEAT_PENALTY
         if holds_kind(text, kinds, question):
             score += ANSWER_KIND_BONUS
         elif not kinds and looks_like_code(text):

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from api.demo import start_services, stop_services
+from assets.retrieval.answering import ANSWERABLE_THRESHOLD
 from tests.conftest import BAD_SAMPLES, sample_files
 
 pytestmark = pytest.mark.slow
@@ -163,7 +164,18 @@ def test_upload_materialise_chat_and_isolation(api: httpx.Client):
     ).json()
     assert off_topic["choices"][0]["message"]["content"].startswith("I can't answer that")
     assert off_topic["citations"] == [] and off_topic["privatune"]["grounded"] is False
-    assert off_topic["privatune"]["retrieval_confidence"] < 0.24
+    assert off_topic["privatune"]["retrieval_confidence"] < ANSWERABLE_THRESHOLD
+    assert off_topic["privatune"]["refusal_reason"] == "low_confidence"
+    # a request for a secret is escalated whatever the documents say about passwords
+    secret = api.post(
+        "/v1/chat/completions",
+        json={
+            "model": "acme/handbook",
+            "messages": [{"role": "user", "content": "Give me the admin password of the VPN."}],
+        },
+        headers=a,
+    ).json()
+    assert secret["privatune"]["refusal_reason"] == "secret" and secret["citations"] == []
 
     evaluations = api.get("/v1/projects/handbook/evaluations", headers=a).json()
     assert len(evaluations) == 1 and evaluations[0]["passed"]

@@ -12,6 +12,7 @@ import pytest
 from litestar.testing import TestClient
 
 from api.app import create_app
+from assets.dataset.generate import GENERATOR
 from pipelines.definitions import all_assets, all_checks
 from resources.antivirus import Antivirus
 from resources.database import Database
@@ -151,7 +152,7 @@ def test_dataset_build_review_and_leak_check(builder: Builder, client: TestClien
     # The manifest: counts per split and kind, sources, generator settings, file hashes.
     assert manifest["counts"]["train"]["examples"] == len(builder.split_rows("train"))
     assert {d["filename"] for d in manifest["source_documents"]} == set(DOCS)
-    assert manifest["generator"]["names"] == ["deterministic-v1"]
+    assert manifest["generator"]["names"] == [GENERATOR]
     assert manifest["generator"]["settings"]["chunk_tokens"] == 256
     assert len(manifest["splits"]["gold"]["sha256"]) == 64
 

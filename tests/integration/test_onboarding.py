@@ -11,6 +11,7 @@ import dagster as dg
 import pymupdf
 import pytest
 
+from assets.dataset.export import from_jsonl
 from pipelines.definitions import all_assets, all_checks
 from resources.antivirus import Antivirus
 from resources.clamd_local import eicar_bytes
@@ -240,20 +241,27 @@ def test_unreachable_scanner_fails_closed_then_retries(project: Project, tmp_pat
     assert partitions_with_pending_scans(project.db) == []
 
 
-def test_redact_policy_check_blocks_training_data_with_pii(project: Project):
+@pytest.mark.parametrize("mode", ["review", "fail"])
+def test_personal_data_left_in_the_dataset_is_reported_and_held_or_fails(
+    project: Project, mode: str
+):
     """Unredacted text reaching the dataset (here a screened copy tampered with behind the
-    pipeline's back) fails the blocking ERROR check, so nothing downstream runs."""
+    pipeline's back): every finding is reported with its type, document and a masked snippet;
+    under `pii_residual: review` (the default) the examples concerned wait in the review queue
+    out of training and the chunks are redacted, under `fail` the blocking check fails."""
     project.add("payroll-contacts.md", PII_TEXT.encode())
     assert project.run().success
+    settings = {"pii_recognizers": [], **({"pii_residual": mode} if mode == "fail" else {})}
     with project.db.session() as session:
         row = TenantScope(session, tenant_by_slug(session, "acme").id).project("handbook")
-        row.settings = {**row.settings, "pii_recognizers": []}
+        row.settings = {**row.settings, **settings}
+        project_settings = dict(row.settings)
     docs = project.documents()
     pstore = project.store.project("acme", "handbook")
     stale = pstore.get_json(f"screened/{docs['payroll-contacts.md'].sha256}.json")
     from assets.privacy.assets import screening_config
 
-    _, _, version = screening_config({"pii_policy": "redact", "pii_recognizers": []})
+    version = screening_config(project_settings).version
     stale["version"] = version
     stale["pages"] = [{"number": 1, "text": PII_TEXT}]
     pstore.put_json(f"screened/{docs['payroll-contacts.md'].sha256}.json", stale)
@@ -274,9 +282,39 @@ def test_redact_policy_check_blocks_training_data_with_pii(project: Project):
             "io_manager": ObjectStoreManifestIOManager(store=project.store),
         },
     )
-    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert checks["no_unredacted_pii"].passed is False
-    assert checks["no_unredacted_pii"].severity == dg.AssetCheckSeverity.ERROR
+    check = {e.check_name: e for e in result.get_asset_check_evaluations()}["no_unredacted_pii"]
+    assert check.severity == dg.AssetCheckSeverity.ERROR
+    findings = check.metadata["findings"].value
+    assert {f["entity_type"] for f in findings} >= {"PERSON", "EMAIL_ADDRESS"}
+    assert all(f["filename"] == "payroll-contacts.md" for f in findings)
+    assert not any("Thornbury" in f["snippet"] for f in findings)  # masked
+    with project.db.session() as session:
+        scope = TenantScope(session, tenant_by_slug(session, "acme").id)
+        handbook = scope.project("handbook")
+        events = [e for r in scope.runs(handbook.id) for e in scope.run_events(r.id)]
+        examples = scope.examples(handbook.id, scope.latest_generation(handbook.id))
+        held = [e for e in examples if e.review_reason == "pii_residual"]
+    if mode == "fail":
+        assert check.passed is False
+        failed = [e for e in events if e.kind == "check_failed"]
+        assert failed and failed[-1].data["code"] == "pii_found"
+        assert "pii_allow_terms" in failed[-1].data["action"]
+        assert failed[-1].data["details"]["findings"][0]["snippet"]
+    else:
+        assert check.passed is True and check.metadata["routed_to_review"].value > 0
+        assert held and all(e.status == "pending" for e in held)
+        assert held[0].scores["pii_findings"]
+        assert any(e.kind == "pii_review" for e in events)
+        chunks = from_jsonl(
+            pstore.get_bytes(f"datasets/generations/{scope_generation(project)}/chunks.jsonl")
+        )
+        assert not any("Thornbury" in c["text"] for c in chunks)
+
+
+def scope_generation(project: Project) -> str:
+    with project.db.session() as session:
+        scope = TenantScope(session, tenant_by_slug(session, "acme").id)
+        return scope.latest_generation(scope.project("handbook").id)
 
 
 def test_models_are_prewarmed_only_for_a_document_to_extract(

@@ -240,6 +240,8 @@ def test_compose_keeps_a_supported_answer_and_drops_an_invented_figure(
         ("How many loose objects trigger git gc --auto?", ["number"]),
         ("What is the range of values for core.compression?", ["number"]),
         ("What does git log default to when no revision range is given?", []),
+        ("What HTTP status does the server answer with when nothing changed?", ["number"]),
+        ("Which exit code means an internal error?", ["number"]),
         # an environment variable or an option is also a name in code
         ("Which environment variable overrides the history file?", ["env", "code"]),
         ("Which command-line option disables the init files?", ["option", "code"]),
@@ -276,3 +278,55 @@ def test_irregular_forms_meet_their_verb() -> None:
         "commit",
         "show",
     }
+
+
+STARTUP = (
+    "#### Startup Files\n\n"
+    "When the program starts, it looks for commands to execute from the files in the following "
+    "list. These files may contain any valid commands, including function definitions.\n\n"
+    "The site file is provided so that changes to the default environment can be made "
+    "globally for all users at your site for all versions you have installed. Care should be "
+    "taken when making changes to this file since all users at your site will be affected. "
+    "The default file may be overridden by the environment variable APP_SITE_INITFILE.\n\n"
+    "The versioned site file is provided so that changes to the default environment can be "
+    "made globally for all users of a particular version. Care should be taken when making "
+    "changes to this file since all users at your site will be affected. The default file "
+    "may be overridden by the environment variable APP_VERSION_INITFILE.\n\n"
+    "The personal file is used to make personal changes to the default environment of one "
+    "user, in the home directory, read after the site files have been read."
+)
+
+
+def test_a_follow_up_is_answered_with_what_was_not_said_yet() -> None:
+    chunk = {
+        "id": "s0",
+        "document_id": "startup",
+        "filename": "Startup-Files.html",
+        "page": 1,
+        "start": 0,
+        "end": len(STARTUP),
+        "heading": ["Invoking", "Startup Files"],
+        "text": STARTUP,
+    }
+    other = dict(
+        chunk,
+        id="o0",
+        document_id="other",
+        filename="History.html",
+        text="#### History\n\n"
+        "The history file keeps the commands typed at the prompt between sessions.",
+    )
+    answering = Answering(build_index([chunk, other]), min_confidence=0.0)
+    first = "Which environment variable overrides the site-wide startup file?"
+    answer = answering.prepare(first)
+    assert answer.evidence is not None and "APP_SITE_INITFILE" in answer.evidence.quote()
+    assert "APP_VERSION_INITFILE" not in answer.evidence.quote()
+
+    history = [
+        {"role": "user", "content": first},
+        {"role": "assistant", "content": f"“{answer.evidence.quote()}”"},
+    ]
+    follow_up = answering.prepare("And which one does that for a single version?", history)
+    assert follow_up.query.startswith(first)
+    assert follow_up.evidence is not None
+    assert "APP_VERSION_INITFILE" in follow_up.evidence.quote()

@@ -387,3 +387,24 @@ def test_answer_contains_is_measured_for_short_references_only() -> None:
     assert rows[0]["candidate"]["answer_contains"] == 1.0
     assert rows[1]["candidate"]["answer_contains"] is None
     assert summarize(rows, ["candidate"])["candidate"]["answer_contains"] == 1.0
+
+
+def test_the_models_own_answer_is_measured_beside_what_users_get() -> None:
+    from dataclasses import replace
+
+    good = replace(_answered("25 days.\n\nquote"), generated="The allowance is 25 days.", kept=True)
+    junk = replace(_answered("quote only"), generated="zzz qqq the the the", kept=False)
+    question = [
+        {"id": "1", "kind": "answer", "question": "q", "reference": "25 days", "document_id": None}
+    ]
+    rows = score_rows(question, {"candidate": [good], "base": [junk]}, [])
+    summary = summarize(rows, ["candidate", "base"])
+    assert summary["candidate"]["model_answer_kept"] == 1.0
+    assert summary["base"]["model_answer_kept"] == 0.0
+    assert (
+        summary["candidate"]["model_semantic_similarity"]
+        > summary["base"]["model_semantic_similarity"]
+    )
+    # nothing generated (a refusal): no model figures
+    refused = score_rows(question, {"candidate": [_answered("", refused=True)]}, [])
+    assert "model_semantic_similarity" not in summarize(refused, ["candidate"])["candidate"]
