@@ -1325,7 +1325,9 @@ def _trim_verb(facts: _TextFacts, finding: Finding) -> Finding:
     rest = [_POSSESSIVE.sub("", w.group()).lower().strip(".,") for w in words[1:]]
     if any(lexicon.commonness(word) > 1 for word in rest if word not in NAME_PARTICLES):
         return finding
-    return Finding(finding.entity_type, finding.start + words[1].start(), finding.end, finding.score)
+    return Finding(
+        finding.entity_type, finding.start + words[1].start(), finding.end, finding.score
+    )
 
 
 class AllowList:

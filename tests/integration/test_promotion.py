@@ -102,10 +102,13 @@ def test_gate_blocks_a_worse_adapter_and_rollback(
             "worse than active" in r for r in blocked.reasons if "latency" not in r
         )
         assert set(blocked.summary) == {"base", "candidate", "active"}
+        # Users get the evidence quoted whichever model answers; what the ruined adapter
+        # writes itself is what the gate catches.
         assert (
-            blocked.summary["candidate"]["semantic_similarity"]
-            < blocked.summary["active"]["semantic_similarity"]
+            blocked.summary["candidate"]["model_semantic_similarity"]
+            < blocked.summary["active"]["model_semantic_similarity"]
         )
+        assert any("model_semantic_similarity" in r for r in blocked.reasons)
         events = [e for e in session.query(RunEvent) if e.kind == "promotion_blocked"]
         assert (
             len(events) == 1
@@ -212,7 +215,14 @@ def test_gate_blocks_a_worse_adapter_and_rollback(
         report = client.get(
             f"/v1/projects/handbook/evaluations/{evaluations[1]['id']}/report", headers=headers
         ).json()
-        assert report["gate"]["passed"] is False and len(report["rows"]) == 6
+        # 4 gold questions and 2 refusal probes of the validation split, and the built-in
+        # off-topic probes
+        from assets.evaluation.assets import EvalConfig
+
+        sources = [r["source"] for r in report["rows"]]
+        assert report["gate"]["passed"] is False
+        assert sources.count("builtin") == EvalConfig().probe_questions
+        assert len(sources) - sources.count("builtin") == 6
 
         answer = client.post(
             "/v1/chat/completions",
