@@ -384,6 +384,8 @@ def main() -> int:
                 for q, a in zip(off, answers[len(gold) :], strict=False)
                 if a["privatune"].get("grounded", True)
             ]
+    if args.out:  # what is measured so far survives a baseline that does not finish
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
     if not args.no_baseline:
         from resources.chat_engine import resolve_base_model
 
