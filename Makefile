@@ -8,15 +8,16 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install system-deps demo test test-fast lint format dagster api clean
 
-# Debian packages: clamd (malware scan) and tesseract (OCR). Installed when missing.
-SYSTEM_BINARIES := /usr/sbin/clamd /usr/bin/tesseract
-system-deps: ## clamav-daemon and tesseract-ocr from Debian, when missing
+# Debian packages: clamd (malware scan), tesseract (OCR) and Chromium (the portal's browser
+# tests; Playwright drives it, its own browser download cannot be reached). Installed when missing.
+SYSTEM_BINARIES := /usr/sbin/clamd /usr/bin/tesseract /usr/bin/chromium
+system-deps: ## clamav-daemon, tesseract-ocr and chromium from Debian, when missing
 	@missing=0; for b in $(SYSTEM_BINARIES); do test -x $$b || missing=1; done; \
 	if [ $$missing = 1 ]; then \
-	  echo "installing clamav-daemon and tesseract-ocr (Debian packages)"; \
+	  echo "installing clamav-daemon, tesseract-ocr and chromium (Debian packages)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
-	    clamav clamav-daemon tesseract-ocr tesseract-ocr-eng >/dev/null; \
+	    clamav clamav-daemon tesseract-ocr tesseract-ocr-eng chromium >/dev/null; \
 	fi
 
 $(STAMP): pyproject.toml Makefile
@@ -55,8 +56,8 @@ dagster: install ## the Dagster UI and daemon on 127.0.0.1:3000 (DAGSTER_HOME de
 	if [ -n "$$DAGSTER_PG_HOST" ]; then cp dagster.postgres.yaml $$DAGSTER_HOME/dagster.yaml; else cp dagster.yaml $$DAGSTER_HOME/dagster.yaml; fi; \
 	DAGSTER_HOME=$$DAGSTER_HOME $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-api: install ## the HTTP API on 127.0.0.1:8000
-	$(VENV)/bin/uvicorn api.app:create_app --factory --host 127.0.0.1 --port 8000
+api: install ## the HTTP API on 127.0.0.1:8000 (JSON logs on stderr; uvicorn's access log off: the API writes its own, without query strings)
+	$(VENV)/bin/uvicorn api.app:create_app --factory --host 127.0.0.1 --port 8000 --no-access-log
 
 clean:
 	rm -rf .privatune .pytest_cache

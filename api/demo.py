@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -21,6 +22,9 @@ from resources.clamd_local import start_clamd
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_data" / "acme-handbook"
+# The demo tenant's owner, a person who signs in (the portal; POST /v1/auth/sign-in).
+DEMO_OWNER = "owner@acme.example.com"
+DEMO_PASSWORD = "acme demo handbook 2026"
 QUESTIONS = [
     "How many days of annual leave do employees get?",
     "What is the deadline for submitting expense claims?",
@@ -124,6 +128,7 @@ def start_services(
                 "127.0.0.1",
                 "--port",
                 str(api_port),
+                "--no-access-log",  # the API logs each request itself, without query strings
             ],
             cwd=ROOT,
             env=env,
@@ -153,15 +158,36 @@ def stop_services(procs: list[subprocess.Popen]) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+def operator_token() -> str:
+    """The installation's operator token: PRIVATUNE_ADMIN_TOKEN, or one made for this demo
+    (the services started here inherit it)."""
+    token = os.environ.get("PRIVATUNE_ADMIN_TOKEN") or secrets.token_urlsafe(24)
+    os.environ["PRIVATUNE_ADMIN_TOKEN"] = token
+    return token
+
+
 def run_demo(
     api: str, dagster_url: str, train_steps: int | None, eval_questions: int | None
 ) -> int:
     http = httpx.Client(base_url=api, timeout=600)
-    created = http.post("/v1/tenants", json={"slug": "acme", "name": "Acme Robotics Ltd"})
+    created = http.post(
+        "/v1/tenants",
+        json={"slug": "acme", "name": "Acme Robotics Ltd", "owner_email": DEMO_OWNER},
+        headers={"Authorization": f"Bearer {os.environ['PRIVATUNE_ADMIN_TOKEN']}"},
+    )
     created.raise_for_status()
     key = created.json()["api_key"]
     http.headers["Authorization"] = f"Bearer {key}"
-    print(f"tenant acme created; API key {key[:12]}...")
+    print(f"tenant acme created (by the operator); owner API key {key[:12]}...")
+    invitation = created.json().get("invitation") or {}
+    if invitation.get("accept_url"):
+        token = invitation["accept_url"].split("token=", 1)[1]
+        accepted = httpx.post(
+            f"{api}/v1/invitations/accept",
+            json={"token": token, "password": DEMO_PASSWORD, "display_name": "Demo Owner"},
+        )
+        accepted.raise_for_status()
+        print(f"owner {DEMO_OWNER} accepted the invitation (password: {DEMO_PASSWORD})")
     http.post(
         "/v1/projects", json={"slug": "handbook", "name": "Employee handbook"}
     ).raise_for_status()
@@ -282,6 +308,7 @@ def main() -> int:
     print(
         f"starting clamd, Dagster ({dagster_url}) and the API (http://127.0.0.1:{args.api_port}); logs in {home / 'logs'}"
     )
+    operator_token()
     with services(home, args.dagster_port, args.api_port):
         code = run_demo(
             f"http://127.0.0.1:{args.api_port}", dagster_url, args.train_steps, args.eval_questions

@@ -3,14 +3,94 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
+from email_validator import SPECIAL_USE_DOMAIN_NAMES
+from litestar.params import Parameter, ParameterKwarg
+
+from resources.model_registry import SOURCE_KINDS
+from resources.object_store import SLUG_RE
+
+# The project settings are defined once, with their defaults and limits, in
+# resources/project_settings.py; the API's bodies use them as they are.
+from resources.project_settings import NOT_BLANK_PATTERN, ProjectSettingsChange
+from resources.project_settings import GeneratorModel as GeneratorModel
+from resources.project_settings import PiiRecognizer as PiiRecognizer
+from resources.project_settings import ProjectSettings as ProjectSettings
+from resources.project_settings import Promotion as Promotion
+from resources.project_settings import ServingRuntime as ServingRuntime
+
+
+def checked(**schema: Any) -> msgspec.Meta:
+    """A constraint the service checks itself, answering 400 with its own error code (e.g.
+    `invalid_slug`): stated in the OpenAPI document (JSON Schema keywords: pattern, minLength,
+    enum, ...) so that what the schema admits is what the API accepts, and not checked a second
+    time when the body is decoded."""
+    return msgspec.Meta(extra_json_schema={"extra": schema})
+
+
+# What the services check, stated once for the OpenAPI document (checked() above).
+SLUG = checked(pattern=SLUG_RE.pattern)  # tenants, projects, plans (resources/object_store.py)
+NOT_BLANK = NOT_BLANK_PATTERN
+# The `model` of a chat request: <tenant>/<project>[@<version>] (api/services/inference.py).
+MODEL_PATTERN = r"^[a-z0-9-]+/[a-z0-9-]+(@[0-9]+)?$"
+# The largest whole numbers the database's integer and bigint columns hold.
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+PLAN_LIMIT = checked(minimum=0, maximum=INT32_MAX)  # a whole number >= 0; null: no limit
+BIG_PLAN_LIMIT = checked(minimum=0, maximum=INT64_MAX)
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in word)
+
+
+# An address resources/emails.py accepts (email-validator, no DNS look-up): a special-use
+# domain (.test, .local, localhost, ...) is refused.
+EMAIL = checked(
+    format="email",
+    **{"not": {"pattern": "[.@]({})$".format("|".join(map(_any_case, SPECIAL_USE_DOMAIN_NAMES)))}},
+)
+
+
+def checked_parameter(**schema: Any) -> ParameterKwarg:
+    """checked() for a path or query parameter (Litestar's Parameter): stated in the OpenAPI
+    document, checked by the service (or the database) with its own error code."""
+    return Parameter(schema_extra=schema)
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+class ErrorInfo(msgspec.Struct, omit_defaults=True):
+    """What went wrong: `code` is stable snake_case to branch on, `message` says what to do,
+    `details` is machine-readable (its shape depends on the code; for `invalid_request` the
+    list of problems, each with the `key` and `source` of the field) and `request_id` is the id
+    to quote when reporting it (also the X-Request-Id header)."""
+
+    code: str
+    message: str
+    details: Any = None
+    request_id: str | None = None
+
+
+class ErrorBody(msgspec.Struct):
+    """Every error answer of the API (4xx and 5xx) has this body."""
+
+    error: ErrorInfo
+
+
+class Health(msgspec.Struct):
+    status: Literal["ok"]
 
 
 class TenantCreate(msgspec.Struct):
-    slug: str
+    slug: Annotated[str, SLUG]
     name: str | None = None
+    # operators only: the plan (default standard) and the first owner's e-mail (invited)
+    plan: str | None = None
+    owner_email: Annotated[str, EMAIL] | None = None
 
 
 class Tenant(msgspec.Struct):
@@ -22,92 +102,21 @@ class Tenant(msgspec.Struct):
 
 class TenantCreated(msgspec.Struct):
     tenant: Tenant
+    # the tenant's first API key (owner role, every scope), shown this once
     api_key: str
-
-
-class PiiRecognizer(msgspec.Struct, omit_defaults=True):
-    name: str
-    entity_type: str
-    pattern: str
-    score: float = 0.85
-    context: list[str] = []
-
-
-class GeneratorModel(msgspec.Struct, omit_defaults=True):
-    """The model-based generator's teacher: the base model in-process (`local`), or any
-    OpenAI-compatible server (`openai`, `ollama`). The API key is read from the environment
-    variable `api_key_env` at run time; it is never stored."""
-
-    provider: str = "local"
-    model: str | None = None
-    base_url: str | None = None
-    api_key_env: str | None = None
-    max_chunks: int | None = None
-    max_new_tokens: int | None = None
-    temperature: float | None = None
-    timeout_s: float | None = None
-
-
-class Promotion(msgspec.Struct, omit_defaults=True):
-    """The promotion gate: how much worse than the active deployment a candidate may be per
-    metric, its latency budget, and whether the first candidate must also hold the margins
-    against the base model."""
-
-    margins: dict[str, float] | None = None
-    latency_budget_p95_s: float | None = None
-    compare_first_with_base: bool | None = None
-
-
-class ServingRuntime(msgspec.Struct, omit_defaults=True):
-    """How the project's next deployments are served (resources/runtimes)."""
-
-    kind: str = "transformers"
-    base_url: str | None = None
-    model: str | None = None
-    api_key_env: str | None = None
-    timeout_s: float | None = None
-    n_threads: int | None = None
-    n_ctx: int | None = None
-    max_batch: int | None = None
-
-
-class ProjectSettings(msgspec.Struct, omit_defaults=True):
-    system_prompt: str | None = None
-    refusal_text: str | None = None
-    escalation_text: str | None = None
-    refusal_share: float | None = None
-    generators: list[str] | None = None
-    generator_model: GeneratorModel | None = None
-    chunk_tokens: int | None = None
-    chunk_overlap_tokens: int | None = None
-    split_seed: int | None = None
-    review_policy: str | None = None
-    auto_accept_threshold: float | None = None
-    review_sample_rate: float | None = None
-    train_steps: int | None = None
-    pii_policy: str | None = None
-    pii_recognizers: list[PiiRecognizer] | None = None
-    # Terms that are never personal data here (product names, public authors), entity types to
-    # screen (unset: the defaults), and what residual findings after redaction do: review | fail.
-    pii_allow_terms: list[str] | None = None
-    pii_entities: list[str] | None = None
-    pii_residual: str | None = None
-    near_dup_threshold: float | None = None
-    quality_threshold: float | None = None
-    promotion: Promotion | None = None
-    retrieval_min_confidence: float | None = None
-    runtime: ServingRuntime | None = None
+    invitation: Invitation | None = None
+    invitation_error: str | None = None
 
 
 class ProjectCreate(msgspec.Struct):
-    slug: str
+    slug: Annotated[str, SLUG]
     name: str | None = None
-    settings: ProjectSettings | None = None
+    settings: ProjectSettingsChange | None = None
 
 
 class ProjectUpdate(msgspec.Struct):
     name: str | None = None
-    settings: ProjectSettings | None = None
+    settings: ProjectSettingsChange | None = None
 
 
 class Project(msgspec.Struct):
@@ -165,15 +174,17 @@ class UploadResult(msgspec.Struct):
 class RunCreate(msgspec.Struct):
     # pipeline: the whole graph, documents to deployment; training: the adapter alone, on the
     # latest dataset version
-    kind: str = "pipeline"
-    train_steps: int | None = None
-    eval_max_questions: int | None = None
+    kind: Annotated[str, checked(enum=["pipeline", "training"])] = "pipeline"
+    train_steps: Annotated[int, checked(minimum=1, maximum=100_000)] | None = None
+    # pipeline runs only
+    eval_max_questions: Annotated[int, checked(minimum=0, maximum=10_000)] | None = None
     base_model: str | None = None
+    # the adapter's training knobs (assets/training/config.py AdapterConfig)
     hyperparameters: dict[str, Any] | None = None
 
 
 class DataRightsConfirm(msgspec.Struct):
-    confirmed_by: str
+    confirmed_by: Annotated[str, checked(pattern=NOT_BLANK, maxLength=200)]
     statement: str | None = None
 
 
@@ -200,17 +211,17 @@ class BaseModelInfo(msgspec.Struct):
 
 
 class BaseModelCreate(msgspec.Struct):
-    id: str
+    id: Annotated[str, checked(minLength=1, maxLength=100)]
     name: str
-    source_kind: str
-    source: str
-    licence: str
-    context_length: int
+    source_kind: Annotated[str, checked(enum=list(SOURCE_KINDS))]
+    source: Annotated[str, checked(minLength=1)]
+    licence: Annotated[str, checked(minLength=1)]
+    context_length: Annotated[int, checked(minimum=128, maximum=INT32_MAX)]
     allowed_tenants: list[str] = []
     allowed_plans: list[str] = []
     chat_template: str = "bundled"
-    parameters: int | None = None
-    size_bytes: int | None = None
+    parameters: Annotated[int, checked(maximum=INT64_MAX)] | None = None
+    size_bytes: Annotated[int, checked(maximum=INT64_MAX)] | None = None
     is_default: bool = False
     enabled: bool = True
 
@@ -269,7 +280,7 @@ class Deployment(msgspec.Struct):
 class Rollback(msgspec.Struct):
     """Roll back to `to_version` (default: the newest version older than the active one)."""
 
-    to_version: int | None = None
+    to_version: Annotated[int, checked(maximum=INT32_MAX)] | None = None
     reason: str | None = None
 
 
@@ -295,12 +306,73 @@ class ChatMessage(msgspec.Struct):
 
 
 class ChatCompletionRequest(msgspec.Struct):
-    model: str
+    # <tenant>/<project> (the active deployment) or <tenant>/<project>@<version>
+    model: Annotated[str, checked(pattern=MODEL_PATTERN)]
+    # the last user message that is not blank is the question; the turns before it, context
     messages: list[ChatMessage]
-    max_tokens: int | None = None
+    max_tokens: Annotated[int, checked(minimum=1)] | None = None
     temperature: float | None = None
     stream: bool = False
     user: str | None = None
+
+
+class ChatAnswerMessage(msgspec.Struct):
+    role: Literal["assistant"]
+    content: str
+
+
+class ChatChoice(msgspec.Struct):
+    index: int
+    message: ChatAnswerMessage
+    finish_reason: str
+
+
+class ChatUsage(msgspec.Struct):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatAnswerInfo(msgspec.Struct):
+    """How the answer was made: the deployment, whether it is grounded in the documents (a
+    refusal says why not), how confident retrieval was and what it searched for."""
+
+    deployment_version: int
+    adapter_version: str | None
+    grounded: bool
+    retrieval_confidence: float
+    refusal_reason: str | None
+    retrieval_query: str
+    runtime: str
+    latency_seconds: float
+
+
+class ChatCompletion(msgspec.Struct):
+    """The OpenAI `chat.completion` object, with the passages the answer cites."""
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: ChatUsage
+    citations: list[dict[str, Any]]
+    privatune: ChatAnswerInfo
+
+
+class Model(msgspec.Struct):
+    """A project's active deployment, as OpenAI lists a model (`id` is the `model` to ask)."""
+
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    version: int
+
+
+class ModelList(msgspec.Struct):
+    object: Literal["list"]
+    data: list[Model]
 
 
 class DatasetVersion(msgspec.Struct):
@@ -361,7 +433,8 @@ class EvaluationQuestionIn(msgspec.Struct, omit_defaults=True):
     question: str | None = None
     answer: str | None = None
     document: str | None = None
-    expect: str | None = None
+    # answer (the default when an answer is given) or refuse
+    expect: Annotated[str | None, checked(enum=["answer", "refuse", None])] = None
     # the keys of a gold file (gitdocs/gold.jsonl): q, a, page
     q: str | None = None
     a: str | None = None
@@ -369,7 +442,7 @@ class EvaluationQuestionIn(msgspec.Struct, omit_defaults=True):
 
 
 class EvaluationSetIn(msgspec.Struct):
-    questions: list[EvaluationQuestionIn]
+    questions: Annotated[list[EvaluationQuestionIn], checked(minItems=1, maxItems=2000)]
 
 
 class EvaluationQuestion(msgspec.Struct):
@@ -386,3 +459,335 @@ class EvaluationSet(msgspec.Struct):
     questions: list[EvaluationQuestion]
     answerable: int
     refuse: int
+
+
+class AuditEvent(msgspec.Struct):
+    """One event of an audit chain, with the hashes that link it to the one before."""
+
+    id: int
+    chain: str
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    request_id: str | None
+    client_address: str | None
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class AuditPage(msgspec.Struct):
+    items: list[AuditEvent]
+    # pass as before_seq for the next (older) page; None: this is the last page
+    next_before_seq: int | None
+
+
+class AuditBrokenLink(msgspec.Struct):
+    seq: int
+    id: int | None
+    # hash_mismatch | prev_hash_mismatch | seq_gap | head_mismatch | malformed (export lines)
+    problem: str
+    detail: str
+
+
+class AuditVerification(msgspec.Struct):
+    ok: bool
+    chain: str
+    rows: int
+    head_seq: int
+    head_hash: str | None
+    first_broken: AuditBrokenLink | None
+
+
+# --- accounts, members, keys, plans, operators ------------------------------------------------
+
+
+class TenantMembership(msgspec.Struct):
+    tenant: str
+    name: str
+    role: str
+    status: str
+
+
+class User(msgspec.Struct):
+    id: str
+    email: str
+    display_name: str
+    is_operator: bool
+    second_factor: bool
+    created_at: datetime
+    last_sign_in_at: datetime | None
+    tenants: list[TenantMembership] = []
+
+
+class Me(msgspec.Struct):
+    """The caller: a signed-in person (with the tenant they act in) or an API key."""
+
+    kind: str  # user | api_key | operator
+    actor: str
+    tenant: str | None
+    role: str | None
+    scopes: list[str]
+    user: User | None = None
+
+
+class SignIn(msgspec.Struct):
+    email: str
+    password: str
+    # a user with a second factor may send the code with the password (scripts), or in a second step
+    code: str | None = None
+    recovery_code: str | None = None
+    tenant: str | None = None
+
+
+class SecondFactor(msgspec.Struct):
+    code: str | None = None
+    recovery_code: str | None = None
+
+
+class SignInResult(msgspec.Struct):
+    # signed_in | second_factor_required
+    status: str
+    user: User | None = None
+    tenant: str | None = None
+    csrf_token: str | None = None
+
+
+class TenantChoice(msgspec.Struct):
+    tenant: str
+
+
+class PasswordChange(msgspec.Struct):
+    current_password: str
+    new_password: str
+
+
+class PasswordResetRequest(msgspec.Struct):
+    email: str
+
+
+class PasswordReset(msgspec.Struct):
+    token: str
+    new_password: str
+
+
+class Accepted(msgspec.Struct):
+    status: str
+    message: str
+
+
+class TotpSetup(msgspec.Struct):
+    """The secret to put in an authenticator app (shown once); confirm with a code to turn it on."""
+
+    secret: str
+    otpauth_uri: str
+
+
+class TotpConfirm(msgspec.Struct):
+    code: str
+
+
+class TotpDisable(msgspec.Struct):
+    password: str
+
+
+class RecoveryCodes(msgspec.Struct):
+    """Each works once in place of a code; shown once, stored hashed."""
+
+    recovery_codes: list[str]
+
+
+class SignUp(msgspec.Struct):
+    email: Annotated[str, EMAIL]
+    password: str
+    tenant_slug: str
+    tenant_name: str | None = None
+    display_name: str | None = None
+
+
+class SignUpResult(msgspec.Struct):
+    user: User
+    tenant: Tenant
+    api_key: str
+
+
+class InvitationCreate(msgspec.Struct):
+    email: Annotated[str, EMAIL]
+    role: str = "member"
+
+
+class Invitation(msgspec.Struct):
+    id: str
+    email: str
+    role: str
+    invited_by: str
+    created_at: datetime
+    expires_at: datetime
+    # pending | accepted | revoked | expired
+    state: str
+    # whether the link was mailed; when not (no SMTP server), accept_url carries it, once
+    sent: bool | None = None
+    accept_url: str | None = None
+
+
+class InvitationPreview(msgspec.Struct):
+    tenant: str
+    tenant_name: str
+    email: str
+    role: str
+    expires_at: datetime
+    has_account: bool
+
+
+class InvitationAccept(msgspec.Struct):
+    token: str
+    # a new person chooses a password; an existing one gives theirs (or is signed in)
+    password: str | None = None
+    display_name: str | None = None
+
+
+class Member(msgspec.Struct):
+    user_id: str
+    email: str
+    display_name: str
+    role: str
+    joined_at: datetime
+    second_factor: bool
+    last_sign_in_at: datetime | None
+
+
+class MemberUpdate(msgspec.Struct):
+    role: str
+
+
+class ApiKeyCreate(msgspec.Struct):
+    name: Annotated[str, checked(pattern=NOT_BLANK, maxLength=200)]
+    # read, write, train, deploy, inference, admin: never more than your own
+    scopes: list[str]
+    # in the future; or expires_in_days (not both)
+    expires_at: datetime | None = None
+    expires_in_days: Annotated[int, checked(minimum=1, maximum=3650)] | None = None
+
+
+class ApiKeyInfo(msgspec.Struct):
+    id: str
+    name: str
+    prefix: str
+    scopes: list[str]
+    role: str
+    created_by: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    # active | expired | revoked
+    state: str
+
+
+class ApiKeyCreated(msgspec.Struct):
+    key: ApiKeyInfo
+    # the full secret, shown this once: only its hash is kept
+    secret: str
+
+
+class TenantSummary(msgspec.Struct):
+    id: str
+    slug: str
+    name: str
+    plan: str
+    status: str
+    suspended_at: datetime | None
+    suspended_reason: str | None
+    created_at: datetime
+    projects: int
+    documents: int
+    members: int
+
+
+class TenantSuspend(msgspec.Struct):
+    reason: Annotated[str, checked(pattern=NOT_BLANK, maxLength=1000)]
+
+
+class TenantPlanChange(msgspec.Struct):
+    plan: str
+
+
+class Plan(msgspec.Struct):
+    """Limits of a plan; null: no limit."""
+
+    id: str
+    name: str
+    max_documents: int | None
+    max_storage_bytes: int | None
+    max_runs_per_month: int | None
+    max_concurrent_runs: int | None
+    max_train_steps: int | None
+    chat_requests_per_minute: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class PlanCreate(msgspec.Struct, forbid_unknown_fields=True):
+    id: Annotated[str, SLUG]
+    name: Annotated[str, checked(pattern=NOT_BLANK, maxLength=200)]
+    max_documents: Annotated[int, BIG_PLAN_LIMIT] | None = None
+    max_storage_bytes: Annotated[int, BIG_PLAN_LIMIT] | None = None
+    max_runs_per_month: Annotated[int, PLAN_LIMIT] | None = None
+    max_concurrent_runs: Annotated[int, PLAN_LIMIT] | None = None
+    max_train_steps: Annotated[int, PLAN_LIMIT] | None = None
+    chat_requests_per_minute: Annotated[int, PLAN_LIMIT] | None = None
+
+
+class PlanUpdate(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
+    """Only the fields given change (null removes a limit)."""
+
+    name: str | msgspec.UnsetType = msgspec.UNSET
+    max_documents: Annotated[int, BIG_PLAN_LIMIT] | None | msgspec.UnsetType = msgspec.UNSET
+    max_storage_bytes: Annotated[int, BIG_PLAN_LIMIT] | None | msgspec.UnsetType = msgspec.UNSET
+    max_runs_per_month: Annotated[int, PLAN_LIMIT] | None | msgspec.UnsetType = msgspec.UNSET
+    max_concurrent_runs: Annotated[int, PLAN_LIMIT] | None | msgspec.UnsetType = msgspec.UNSET
+    max_train_steps: Annotated[int, PLAN_LIMIT] | None | msgspec.UnsetType = msgspec.UNSET
+    chat_requests_per_minute: Annotated[int, PLAN_LIMIT] | None | msgspec.UnsetType = msgspec.UNSET
+
+
+class UsageLimit(msgspec.Struct):
+    limit: str
+    meaning: str
+    unit: str
+    allowed: int | None
+    used: int
+    remaining: int | None
+    percent: float | None
+
+
+class Usage(msgspec.Struct):
+    plan: str
+    plan_name: str
+    limits: list[UsageLimit]
+
+
+class UserImportEntry(msgspec.Struct):
+    email: Annotated[str, EMAIL]
+    # PBKDF2-SHA256 (Django, passlib or Werkzeug format), bcrypt or argon2id
+    password_hash: str
+    display_name: str | None = None
+    tenant: str | None = None
+    role: str | None = None
+    is_operator: bool = False
+
+
+class UserImport(msgspec.Struct):
+    users: list[UserImportEntry]
+
+
+class UserUpdate(msgspec.Struct):
+    is_operator: bool | None = None
+    disabled: bool | None = None
+
+
+class ResetLink(msgspec.Struct):
+    sent: bool
+    # set only when no mail server carried it: hand it to the person yourself
+    reset_url: str | None

@@ -11,8 +11,10 @@ from typing import IO, BinaryIO, cast
 
 from litestar.datastructures import UploadFile
 
-from api.errors import PayloadTooLarge, QuotaExceeded
+from api.errors import PayloadTooLarge
+from api.services.plans import Quotas
 from assets.ingestion.archive import ArchiveLimits, ArchiveRejected, is_archive, unpack
+from resources.metrics import count_upload
 from resources.object_store import ProjectStore
 from resources.repository import TenantScope
 from resources.settings import Settings
@@ -99,23 +101,18 @@ def store_uploads(
     pstore: ProjectStore,
     incoming: list[Incoming],
     actor: str,
-    quota: int,
 ) -> tuple[list[Document], int]:
-    """Record and store what is new; returns every document the request names and how many were new."""
+    """Record and store what is new; returns every document the request names and how many were
+    new. The plan's document and storage quotas are checked first, with the tenant locked until
+    the transaction ends, so concurrent uploads cannot together go over them."""
+    scope.lock_tenant()  # before reading what exists: a concurrent upload of the same file waits
     fresh: dict[str, Incoming] = {}
     for item in incoming:
         if scope.document_by_sha256(project.id, item.sha256) is None:
             fresh.setdefault(item.sha256, item)
-    needed = sum(i.size for i in fresh.values())
-    used = scope.stored_bytes()
-    if used + needed > quota:
-        raise QuotaExceeded(
-            f"storing {needed} more bytes would exceed the tenant's storage quota "
-            f"({used} of {quota} bytes used); delete documents or ask for a larger quota",
-            code="storage_quota_exceeded",
-        )
+    Quotas(scope).check_upload(len(fresh), sum(i.size for i in fresh.values()))
     documents: list[Document] = []
-    created = 0
+    created = quarantined = 0
     for item in incoming:
         existing = scope.document_by_sha256(project.id, item.sha256)
         if existing is not None:
@@ -149,6 +146,10 @@ def store_uploads(
         )
         if item.failure:
             scope.audit(actor, "document.quarantined", doc.id, {"reason": item.failure})
+            quarantined += 1
         documents.append(doc)
         created += 1
+    count_upload("created", created - quarantined)
+    count_upload("quarantined_on_upload", quarantined)
+    count_upload("already_present", len(incoming) - created)
     return documents, created

@@ -12,13 +12,17 @@ from typing import Any
 import dagster as dg
 
 from assets.failures import StageFailure, explain, failure_data, to_dagster
+from resources import request_context
 from resources.database import Database
+from resources.logs import get_logger
 from resources.object_store import ObjectStoreResource, ProjectStore
+from resources.project_settings import InvalidSetting, ProjectSettings
 from resources.repository import TenantScope, split_partition_key, tenant_by_slug
 from resources.run_states import move
 from resources.tables import Run
 
 RUN_ID_TAG = "privatune/run_id"
+log = get_logger("privatune.pipeline")
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,7 @@ class ProjectHandle:
     project: str
     tenant_id: str
     project_id: str
-    settings: dict[str, Any]
+    settings: ProjectSettings
     store: ProjectStore
     db: Database
 
@@ -57,15 +61,39 @@ def project_handle(
             )
             # Outside stage() (no run row to record it in): Dagster shows the text.
             raise to_dagster(failure) from failure
-        return ProjectHandle(
+        problem = None
+        try:
+            settings = ProjectSettings.load(project.settings)
+        except InvalidSetting as exc:
+            settings, problem = ProjectSettings(), exc
+        handle = ProjectHandle(
             tenant=tenant_slug,
             project=project_slug,
             tenant_id=tenant.id,
             project_id=project.id,
-            settings=dict(project.settings or {}),
+            settings=settings,
             store=store.project(tenant_slug, project_slug),
             db=db,
         )
+    if problem is not None:
+        # Recorded as this stage's failure, so the run says which setting to fix.
+        name = _asset_name(context)
+        with stage(context, handle, name):
+            raise invalid_setting(name, problem, project_slug)
+    return handle
+
+
+def invalid_setting(
+    stage_name: str, exc: InvalidSetting, project: str = "<project>"
+) -> StageFailure:
+    """`stage_name` cannot run with the project's stored setting `exc.setting`."""
+    return StageFailure(
+        stage_name,
+        f"project setting {exc.setting} is invalid: {exc.message}",
+        f"PATCH /v1/projects/{project} with a valid settings.{exc.setting}, then run again",
+        code="invalid_setting",
+        details={"setting": exc.setting},
+    )
 
 
 def run_row(scope: TenantScope, context: dg.AssetExecutionContext, project_id: str) -> Run:
@@ -99,6 +127,24 @@ def _asset_name(context: dg.AssetExecutionContext) -> str:
 def stage(
     context: dg.AssetExecutionContext, handle: ProjectHandle, name: str
 ) -> Iterator[dict[str, Any]]:
+    """A stage of the run, recorded in its timeline (`_stage`), in the request context of the
+    API request that launched the run (its id is a run tag), so the stage's audit rows and log
+    lines carry that request id."""
+    with (
+        request_context.bound(
+            request_id=context.run.tags.get(request_context.REQUEST_ID_TAG),
+            tenant=handle.tenant,
+            actor="dagster",
+        ),
+        _stage(context, handle, name) as figures,
+    ):
+        yield figures
+
+
+@contextmanager
+def _stage(
+    context: dg.AssetExecutionContext, handle: ProjectHandle, name: str
+) -> Iterator[dict[str, Any]]:
     """Record the stage's start, end, duration and outcome in the run's timeline. The caller
     may put figures into the yielded dict; they are stored with the finish event.
 
@@ -110,6 +156,8 @@ def stage(
     with handle.scope() as scope:
         run_id = run_row(scope, context, handle.project_id).id
         scope.add_run_event(run_id, "stage_started", f"{name} started", stage=name)
+    where = {"stage": name, "run_id": run_id, "partition": context.partition_key}
+    log.info("stage_started", **where, dagster_run_id=context.run.run_id)
     figures: dict[str, Any] = {}
     started = time.perf_counter()
     try:
@@ -117,6 +165,8 @@ def stage(
     except BaseException as exc:
         failure = explain(exc, name, project=handle.project, run_id=run_id)
         seconds = round(time.perf_counter() - started, 3)
+        # The code only: the failure's text and details can quote documents.
+        log.error("stage_failed", **where, error_code=failure.code, seconds=seconds)
         try:
             with handle.scope() as scope:
                 scope.add_run_event(
@@ -140,6 +190,7 @@ def stage(
             stage=name,
             data={"seconds": seconds, **figures},
         )
+    log.info("stage_finished", **where, seconds=seconds)
 
 
 def record_check_failure(

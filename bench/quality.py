@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from api.demo import start_services, stop_services  # noqa: E402
+from api.demo import operator_token, start_services, stop_services  # noqa: E402
 from resources.clamd_local import start_clamd  # noqa: E402
 
 DOCUMENT_SUFFIXES = {".html", ".htm", ".md", ".txt", ".pdf", ".docx", ".csv", ".markdown"}
@@ -339,11 +339,16 @@ def main() -> int:
             or stack.enter_context(start_clamd(home / "clamd")).address
         )
         api_port, dagster_port = _free_port(), _free_port()
+        operator = operator_token()  # the services inherit it
         procs = start_services(home, dagster_port, api_port, {"PRIVATUNE_CLAMD": clamd})
         stack.callback(stop_services, procs)
         api = f"http://127.0.0.1:{api_port}"
         http = stack.enter_context(httpx.Client(base_url=api, timeout=600))
-        key = http.post("/v1/tenants", json={"slug": "bench", "name": "Bench"}).json()["api_key"]
+        key = http.post(
+            "/v1/tenants",
+            json={"slug": "bench", "name": "Bench"},
+            headers={"Authorization": f"Bearer {operator}"},
+        ).json()["api_key"]
         http.headers["Authorization"] = f"Bearer {key}"
         with PeakMemory([p.pid for p in procs]) as memory:
             pipeline = run_pipeline(http, files, "corpus")

@@ -28,10 +28,15 @@ from pipelines.sensors import (
 from resources.antivirus import Antivirus
 from resources.database import Database
 from resources.io_manager import ObjectStoreManifestIOManager
+from resources.logs import configure_logging
 from resources.model_runtime import ModelRuntime
 from resources.object_store import ObjectStoreResource
 
 TRAINING_JOB = "project_training"
+
+# JSON lines on stderr in every process that loads the code location (code server, run
+# workers): the stages' log lines carry the request id of the API request behind the run.
+configure_logging()
 
 _stage_modules = [
     assets.ingestion.assets,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from alembic import command
@@ -52,14 +53,43 @@ def _create_engine(url: str) -> Engine:
 
 
 def migrate(url: str, revision: str = "head") -> None:
-    """Bring the schema at `url` to `revision` with Alembic."""
+    """Bring the schema at `url` up to `revision` with Alembic."""
+    _alembic(url, lambda cfg: command.upgrade(cfg, revision))
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Take the schema at `url` back down to `revision` (keeping the rows the older schema
+    has room for)."""
+    _alembic(url, lambda cfg: command.downgrade(cfg, revision))
+
+
+def _alembic(url: str, run: Callable[[AlembicConfig], None]) -> None:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     engine = engine_for(url)
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, revision)
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            run(cfg)
+        return
+    # SQLite alters a table by copying it and dropping the old one; with foreign keys on, that
+    # drop deletes (cascades) every child row. The pragma only takes effect outside a
+    # transaction, so it is switched off first, and the keys are checked once done.
+    with engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        connection.commit()  # end the autobegun transaction: the pragma holds from here
+        try:
+            with connection.begin():
+                cfg.attributes["connection"] = connection
+                run(cfg)
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            connection.commit()
+            if broken:
+                raise RuntimeError(f"the migration left rows without their parent: {broken[:5]}")
+        finally:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()
 
 
 class Database(dg.ConfigurableResource):
@@ -95,3 +125,17 @@ class Database(dg.ConfigurableResource):
             raise
         finally:
             session.close()
+
+
+def insert_if_missing(session: Session, model: type, **values: Any) -> None:
+    """INSERT the row unless its primary key exists: safe when two transactions race to create
+    the same row (PostgreSQL and SQLite: ON CONFLICT DO NOTHING)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(postgresql.insert(model).values(**values).on_conflict_do_nothing())
+    elif dialect == "sqlite":
+        session.execute(sqlite.insert(model).values(**values).on_conflict_do_nothing())
+    else:  # pragma: no cover - the two databases privatune supports are above
+        raise NotImplementedError(f"privatune supports PostgreSQL and SQLite, not {dialect}")

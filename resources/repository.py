@@ -6,11 +6,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from resources import audit
 from resources.tables import (
     ApiKey,
     AuditEvent,
@@ -22,14 +24,19 @@ from resources.tables import (
     Evaluation,
     EvaluationQuestion,
     ExampleReview,
+    Invitation,
+    Membership,
     Project,
     Run,
     RunEvent,
     Tenant,
+    User,
     utcnow,
 )
 
 API_KEY_PREFIX = "ptk_"
+# Every scope a key can carry (api/security.py explains each).
+ALL_KEY_SCOPES = ("read", "write", "train", "deploy", "inference", "admin")
 
 
 def hash_api_key(plaintext: str) -> str:
@@ -56,17 +63,22 @@ def tenant_by_slug(session: Session, slug: str) -> Tenant | None:
     return session.scalar(select(Tenant).where(Tenant.slug == slug))
 
 
-def create_tenant(session: Session, slug: str, name: str) -> tuple[Tenant, str]:
-    """Create a tenant and its first API key; returns the key in plain text (shown once)."""
-    tenant = Tenant(slug=slug, name=name)
+def create_tenant(
+    session: Session, slug: str, name: str, plan: str = "standard"
+) -> tuple[Tenant, str]:
+    """Create a tenant and its first API key (every scope, owner role: the key scripts have used
+    since before accounts existed); returns the key in plain text (shown once)."""
+    tenant = Tenant(slug=slug, name=name, plan=plan)
     session.add(tenant)
     session.flush()
-    plaintext = TenantScope(session, tenant.id).create_api_key("default")
+    plaintext, _ = TenantScope(session, tenant.id).create_api_key(
+        "default", scopes=ALL_KEY_SCOPES, role="owner", created_by="tenant creation"
+    )
     return tenant, plaintext
 
 
 def authenticate(session: Session, plaintext: str) -> tuple[Tenant, ApiKey] | None:
-    """The tenant that owns this (unrevoked) key, or None."""
+    """The tenant that owns this key, or None when it is unknown, revoked or expired."""
     if not plaintext.startswith(API_KEY_PREFIX):
         return None
     row = session.execute(
@@ -77,8 +89,18 @@ def authenticate(session: Session, plaintext: str) -> tuple[Tenant, ApiKey] | No
     if row is None:
         return None
     key, tenant = row
-    key.last_used_at = utcnow()
+    now = utcnow()
+    if key.expires_at is not None and _aware(key.expires_at) <= now:
+        return None
+    # One write a minute per key at most: the time is for people, not for accounting.
+    if key.last_used_at is None or (now - _aware(key.last_used_at)).total_seconds() > 60:
+        key.last_used_at = now
     return tenant, key
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite returns naive datetimes (stored as UTC); PostgreSQL aware ones."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 class TenantScope:
@@ -89,18 +111,100 @@ class TenantScope:
         self.tenant_id = tenant_id
 
     # api keys
-    def create_api_key(self, name: str) -> str:
+    def create_api_key(
+        self,
+        name: str,
+        scopes: Sequence[str] = ALL_KEY_SCOPES,
+        role: str = "owner",
+        created_by: str = "",
+        created_by_user_id: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> tuple[str, ApiKey]:
+        """A new key; returns its plain text (shown once: only the hash is kept) and the row."""
         plaintext = new_api_key()
-        self.session.add(
-            ApiKey(
-                tenant_id=self.tenant_id,
-                name=name,
-                prefix=plaintext[:12],
-                key_hash=hash_api_key(plaintext),
+        row = ApiKey(
+            tenant_id=self.tenant_id,
+            name=name,
+            prefix=plaintext[:12],
+            key_hash=hash_api_key(plaintext),
+            scopes=[s for s in ALL_KEY_SCOPES if s in set(scopes)],
+            role=role,
+            created_by=created_by,
+            created_by_user_id=created_by_user_id,
+            expires_at=expires_at,
+        )
+        self.session.add(row)
+        self.session.flush()
+        return plaintext, row
+
+    def api_keys(self, include_revoked: bool = False) -> Sequence[ApiKey]:
+        query = select(ApiKey).where(ApiKey.tenant_id == self.tenant_id)
+        if not include_revoked:
+            query = query.where(ApiKey.revoked_at.is_(None))
+        return self.session.scalars(query.order_by(ApiKey.created_at.desc(), ApiKey.id)).all()
+
+    def api_key(self, key_id: str) -> ApiKey | None:
+        return self.session.scalar(
+            select(ApiKey).where(ApiKey.tenant_id == self.tenant_id, ApiKey.id == key_id)
+        )
+
+    # members and invitations
+    def memberships(self) -> Sequence[tuple[Membership, User]]:
+        rows = self.session.execute(
+            select(Membership, User)
+            .join(User, User.id == Membership.user_id)
+            .where(Membership.tenant_id == self.tenant_id)
+            .order_by(User.email)
+        ).all()
+        return [(m, u) for m, u in rows]
+
+    def membership(self, user_id: str) -> Membership | None:
+        return self.session.scalar(
+            select(Membership).where(
+                Membership.tenant_id == self.tenant_id, Membership.user_id == user_id
             )
         )
+
+    def owner_count(self) -> int:
+        return int(
+            self.session.scalar(
+                select(func.count())
+                .select_from(Membership)
+                .where(Membership.tenant_id == self.tenant_id, Membership.role == "owner")
+            )
+            or 0
+        )
+
+    def add_membership(self, user_id: str, role: str, created_by: str) -> Membership:
+        row = Membership(
+            tenant_id=self.tenant_id, user_id=user_id, role=role, created_by=created_by
+        )
+        self.session.add(row)
         self.session.flush()
-        return plaintext
+        return row
+
+    def invitations(self, pending_only: bool = True) -> Sequence[Invitation]:
+        query = select(Invitation).where(Invitation.tenant_id == self.tenant_id)
+        if pending_only:
+            query = query.where(Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None))
+        return self.session.scalars(query.order_by(Invitation.created_at.desc())).all()
+
+    def invitation(self, invitation_id: str) -> Invitation | None:
+        return self.session.scalar(
+            select(Invitation).where(
+                Invitation.tenant_id == self.tenant_id, Invitation.id == invitation_id
+            )
+        )
+
+    def lock_tenant(self) -> Tenant:
+        """The tenant row, locked until the transaction ends (PostgreSQL): quota checks that
+        count and then insert hold it, so two requests cannot both take the last unit."""
+        tenant = self.session.scalar(
+            select(Tenant).where(Tenant.id == self.tenant_id).with_for_update()
+        )
+        if tenant is None:
+            raise PermissionError(f"tenant {self.tenant_id} does not exist")
+        return tenant
 
     # projects
     def projects(self) -> Sequence[Project]:
@@ -548,12 +652,8 @@ class TenantScope:
     def audit(
         self, actor: str, action: str, target: str = "", data: dict[str, Any] | None = None
     ) -> None:
-        self.session.add(
-            AuditEvent(
-                tenant_id=self.tenant_id, actor=actor, action=action, target=target, data=data or {}
-            )
-        )
-        self.session.flush()
+        """Append to the tenant's audit chain (resources/audit.py)."""
+        audit.append(self.session, self.tenant_id, actor, action, target, data)
 
     def audit_events(self, limit: int = 100) -> Sequence[AuditEvent]:
         return self.session.scalars(

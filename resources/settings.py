@@ -76,7 +76,53 @@ class Settings:
     """PRIVATUNE_DAGSTER_LOCATION: code location name in the workspace (empty: the only one)."""
 
     admin_token: str = ""
-    """PRIVATUNE_ADMIN_TOKEN: when set, creating a tenant needs `Authorization: Bearer <token>`."""
+    """PRIVATUNE_ADMIN_TOKEN: the operator token. `Authorization: Bearer <token>` acts on the
+    operator plane (tenants, plans, base models, user import, metrics). Empty: only users flagged
+    as operators can."""
+
+    open_signup: bool = False
+    """PRIVATUNE_OPEN_SIGNUP: 1 lets anyone create a tenant (and become its owner) without the
+    operator token. Off by default: tenant creation answers 401 without it."""
+
+    secret_key: str = ""
+    """PRIVATUNE_SECRET_KEY: signs CSRF tokens and encrypts second-factor secrets at rest. Every API
+    process of an installation needs the same value. Empty: a random key kept in
+    PRIVATUNE_HOME/secret.key (created on first use, mode 0600)."""
+
+    public_url: str = ""
+    """PRIVATUNE_PUBLIC_URL: the address people open (e.g. https://privatune.example.com); links in
+    invitation and password-reset mail point there, and an https address makes cookies `Secure`.
+    Empty: http://127.0.0.1:8000."""
+
+    session_max_age_s: int = 8 * 3600
+    """PRIVATUNE_SESSION_MAX_AGE_S: how long a portal sign-in lasts without activity (seconds)."""
+
+    smtp_host: str = ""
+    """PRIVATUNE_SMTP_HOST: the mail server for invitations and password resets. Empty: the link is
+    written to the log and returned to the operator (never to the person who asked)."""
+
+    smtp_port: int = 587
+    """PRIVATUNE_SMTP_PORT."""
+
+    smtp_username: str = ""
+    """PRIVATUNE_SMTP_USERNAME: empty for a server that needs no login."""
+
+    smtp_password: str = ""
+    """PRIVATUNE_SMTP_PASSWORD."""
+
+    smtp_starttls: bool = True
+    """PRIVATUNE_SMTP_STARTTLS: 0 for a server on a trusted local link that offers no TLS."""
+
+    smtp_from: str = "privatune <no-reply@localhost>"
+    """PRIVATUNE_SMTP_FROM: the sender of invitation and reset mail."""
+
+    metrics_port: int = 0
+    """PRIVATUNE_METRICS_PORT: when set, Prometheus metrics are also served without a token on
+    127.0.0.1:<port> (for a scraper on the same host); /metrics on the API needs the operator
+    token either way."""
+
+    log_level: str = "INFO"
+    """PRIVATUNE_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR; logs are JSON lines on stderr."""
 
     max_upload_bytes: int = 100 * 1024 * 1024
     """PRIVATUNE_MAX_UPLOAD_BYTES: largest single file accepted by the upload endpoint."""
@@ -101,9 +147,6 @@ class Settings:
     scan_timeout_s: int = 60
     """PRIVATUNE_SCAN_TIMEOUT_S: socket timeout for one clamd scan."""
 
-    storage_quota_bytes: int = 5 * 1024**3
-    """PRIVATUNE_STORAGE_QUOTA_BYTES: stored upload bytes allowed per tenant."""
-
     zip_max_entries: int = 1000
     """PRIVATUNE_ZIP_MAX_ENTRIES: most files unpacked from one ZIP archive."""
 
@@ -118,6 +161,15 @@ class Settings:
 
     parser_memory_mb: int = 2048
     """PRIVATUNE_PARSER_MEMORY_MB: address-space limit of the extraction subprocess."""
+
+    @property
+    def base_url(self) -> str:
+        """Where people reach the portal and API (links in mail)."""
+        return self.public_url or "http://127.0.0.1:8000"
+
+    @property
+    def cookies_secure(self) -> bool:
+        return self.base_url.startswith("https://")
 
 
 @lru_cache(maxsize=1)
@@ -145,6 +197,18 @@ def get_settings() -> Settings:
         dagster_url=_env("PRIVATUNE_DAGSTER_URL", "http://127.0.0.1:3000").rstrip("/"),
         dagster_location=_env("PRIVATUNE_DAGSTER_LOCATION"),
         admin_token=_env("PRIVATUNE_ADMIN_TOKEN"),
+        open_signup=_env_bool("PRIVATUNE_OPEN_SIGNUP", False),
+        secret_key=_env("PRIVATUNE_SECRET_KEY"),
+        public_url=_env("PRIVATUNE_PUBLIC_URL").rstrip("/"),
+        session_max_age_s=_env_int("PRIVATUNE_SESSION_MAX_AGE_S", 8 * 3600),
+        smtp_host=_env("PRIVATUNE_SMTP_HOST"),
+        smtp_port=_env_int("PRIVATUNE_SMTP_PORT", 587),
+        smtp_username=_env("PRIVATUNE_SMTP_USERNAME"),
+        smtp_password=_env("PRIVATUNE_SMTP_PASSWORD"),
+        smtp_starttls=_env_bool("PRIVATUNE_SMTP_STARTTLS", True),
+        smtp_from=_env("PRIVATUNE_SMTP_FROM", "privatune <no-reply@localhost>"),
+        metrics_port=_env_int("PRIVATUNE_METRICS_PORT", 0),
+        log_level=_env("PRIVATUNE_LOG_LEVEL", "INFO").upper(),
         max_upload_bytes=_env_int("PRIVATUNE_MAX_UPLOAD_BYTES", 100 * 1024 * 1024),
         auto_migrate=_env_bool("PRIVATUNE_AUTO_MIGRATE", True),
         train_steps=_env_int("PRIVATUNE_TRAIN_STEPS", 40),
@@ -152,7 +216,6 @@ def get_settings() -> Settings:
         clamd=_env("PRIVATUNE_CLAMD"),
         scan_required=_env_bool("PRIVATUNE_SCAN_REQUIRED", True),
         scan_timeout_s=_env_int("PRIVATUNE_SCAN_TIMEOUT_S", 60),
-        storage_quota_bytes=_env_int("PRIVATUNE_STORAGE_QUOTA_BYTES", 5 * 1024**3),
         zip_max_entries=_env_int("PRIVATUNE_ZIP_MAX_ENTRIES", 1000),
         zip_max_total_bytes=_env_int("PRIVATUNE_ZIP_MAX_TOTAL_BYTES", 512 * 1024 * 1024),
         zip_max_ratio=_env_int("PRIVATUNE_ZIP_MAX_RATIO", 100),

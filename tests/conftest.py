@@ -7,6 +7,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,10 +21,18 @@ os.environ["DAGSTER_DISABLE_TELEMETRY"] = "1"
 for name in list(os.environ):
     if name.startswith("PRIVATUNE_") and name not in {"PRIVATUNE_HOME", "PRIVATUNE_MODEL_CACHE"}:
         del os.environ[name]
+# Tenant creation needs the operator token (no open sign-up by default): tests send this one.
+OPERATOR_TOKEN = "test-operator-token-0123456789"
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+os.environ["PRIVATUNE_ADMIN_TOKEN"] = OPERATOR_TOKEN
 
+from resources import passwords  # noqa: E402
 from resources.clamd_local import ClamdInfo, start_clamd  # noqa: E402
 from resources.settings import get_settings  # noqa: E402
 from tests.s3server import S3ServerInfo, start_nanio  # noqa: E402
+
+# argon2id at its production cost takes ~0.2 s a hash here; tests sign in many times.
+passwords.set_cost(passwords.TEST_COST)
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_data" / "acme-handbook"
@@ -47,8 +56,8 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3ServerInfo
         yield info
 
 
-@pytest.fixture
-def make_postgres_db() -> Iterator:
+@contextmanager
+def _postgres_databases() -> Iterator:
     """Make throw-away PostgreSQL databases on 127.0.0.1:5432; all are dropped afterwards."""
     from sqlalchemy import create_engine, text
 
@@ -75,6 +84,20 @@ def make_postgres_db() -> Iterator:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture
+def make_postgres_db() -> Iterator:
+    """Make throw-away PostgreSQL databases on 127.0.0.1:5432; all are dropped afterwards."""
+    with _postgres_databases() as make:
+        yield make
+
+
+@pytest.fixture(scope="session")
+def make_postgres_db_session() -> Iterator:
+    """The same, for a whole test session (services that outlive one test): returns the URL."""
+    with _postgres_databases() as make:
+        yield lambda: make()[1]
 
 
 @pytest.fixture

@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 from litestar import Controller, delete, get, put
-from litestar.di import Provide
 
 from api import schemas
-from api.auth import Principal
+from api.security import requires_scope
 from api.services.evaluation_sets import EvaluationSetService, QuestionIn
-from resources.database import Database
-
-
-def provide_evaluation_sets(db: Database, principal: Principal) -> EvaluationSetService:
-    return EvaluationSetService(db, principal.tenant_id, principal.actor)
 
 
 def _out(rows: list[dict]) -> schemas.EvaluationSet:
@@ -26,14 +20,18 @@ def _out(rows: list[dict]) -> schemas.EvaluationSet:
 class EvaluationSetController(Controller):
     path = "/v1/projects/{project:str}/evaluation-set"
     tags = ["evaluations"]
-    dependencies = {"evaluation_sets": Provide(provide_evaluation_sets, sync_to_thread=False)}
 
-    @get("/", operation_id="getEvaluationSet", sync_to_thread=True)
+    @get("/", operation_id="getEvaluationSet", sync_to_thread=True, guards=[requires_scope("read")])
     def get(self, project: str, evaluation_sets: EvaluationSetService) -> schemas.EvaluationSet:
         """The project's own evaluation questions, in order."""
         return _out(evaluation_sets.get(project))
 
-    @put("/", operation_id="replaceEvaluationSet", sync_to_thread=True)
+    @put(
+        "/",
+        operation_id="replaceEvaluationSet",
+        sync_to_thread=True,
+        guards=[requires_scope("write")],
+    )
     def replace(
         self,
         project: str,
@@ -56,7 +54,13 @@ class EvaluationSetController(Controller):
         ]
         return _out(evaluation_sets.replace(project, questions))
 
-    @delete("/", operation_id="deleteEvaluationSet", sync_to_thread=True, status_code=204)
+    @delete(
+        "/",
+        operation_id="deleteEvaluationSet",
+        sync_to_thread=True,
+        status_code=204,
+        guards=[requires_scope("write")],
+    )
     def clear(self, project: str, evaluation_sets: EvaluationSetService) -> None:
         """Remove the set: evaluations go back to the generated gold split and built-in probes."""
         evaluation_sets.clear(project)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import time
+
+import msgspec
 from litestar import Controller, get, post
-from litestar.response import Stream
 
 from api import schemas
-from api.auth import Principal
-from api.errors import BadRequest
-from api.inference import InferenceService, completion_body, stream_events
-from resources.database import Database
-from resources.repository import TenantScope
+from api.security import Principal, requires_scope
+from api.services.inference import (
+    InferenceService,
+    completion_body,
+    conversation,
+    stream_events,
+)
+from api.streams import Stream
+from resources.metrics import observe_chat, observed_stream
 
 
 class InferenceController(Controller):
@@ -22,62 +28,47 @@ class InferenceController(Controller):
         operation_id="createChatCompletion",
         sync_to_thread=True,
         status_code=200,
+        guards=[requires_scope("inference")],
     )
     def chat(
         self, data: schemas.ChatCompletionRequest, principal: Principal, inference: InferenceService
-    ) -> dict | Stream:
+    ) -> schemas.ChatCompletion | Stream:
         """Answer the last user message from the project's deployment, grounded on its
         documents, with citations; earlier turns are the conversation it follows up on
         ("and what is its maximum?" is read with the question before it). `stream: true`
         sends the answer as server-sent events (OpenAI `chat.completion.chunk`s, citations in
         the first)."""
-        if data.max_tokens is not None and data.max_tokens < 1:
-            raise BadRequest("max_tokens must be at least 1", code="invalid_request")
-        last = next(
-            (
-                i
-                for i in range(len(data.messages) - 1, -1, -1)
-                if data.messages[i].role == "user" and data.messages[i].content.strip()
-            ),
-            None,
-        )
-        if last is None:
-            raise BadRequest(
-                "messages must contain a non-empty user message", code="no_user_message"
-            )
-        question = data.messages[last].content
-        history = [
-            {"role": m.role, "content": m.content}
-            for m in data.messages[:last]
-            if m.role in ("user", "assistant") and m.content.strip()
-        ]
+        question, history = conversation(data)
+        inference.admit(principal)
         target = inference.resolve(principal, data.model)
-        if data.stream:
-            prepared = inference.prepare(target, question, data.max_tokens, history)
-            return Stream(
-                stream_events(data.model, target, prepared, inference.stream(prepared)),
-                media_type="text/event-stream",
-                headers={"cache-control": "no-cache"},
-            )
-        answer = inference.answer(target, question, data.max_tokens, history)
-        return completion_body(data.model, target, answer)
+        runtime = (target.manifest.get("runtime") or {}).get("kind", "transformers")
+        started = time.perf_counter()
+        try:
+            if data.stream:
+                prepared = inference.prepare(target, question, data.max_tokens, history)
+                refused = prepared.refusal is not None
+                pieces = observed_stream(inference.stream(prepared), runtime, refused, started)
+                return Stream(
+                    stream_events(data.model, target, prepared, pieces),
+                    media_type="text/event-stream",
+                    headers={"cache-control": "no-cache"},
+                )
+            answer = inference.answer(target, question, data.max_tokens, history)
+        except Exception:
+            observe_chat(runtime, 0, 0, time.perf_counter() - started, data.stream, "error")
+            raise
+        outcome = "answered" if answer.grounded else "refused"
+        observe_chat(
+            runtime, answer.prompt_tokens, answer.completion_tokens, answer.seconds, False, outcome
+        )
+        return msgspec.convert(completion_body(data.model, target, answer), schemas.ChatCompletion)
 
-    @get("/models", operation_id="listModels", sync_to_thread=True)
-    def models(self, principal: Principal, db: Database) -> dict:
+    @get(
+        "/models",
+        operation_id="listModels",
+        sync_to_thread=True,
+        guards=[requires_scope("inference")],
+    )
+    def models(self, principal: Principal, inference: InferenceService) -> schemas.ModelList:
         """The caller's tenant's active deployments, OpenAI style."""
-        with db.session() as session:
-            scope = TenantScope(session, principal.tenant_id)
-            data = []
-            for project in scope.projects():
-                active = scope.active_deployment(project.id)
-                if active is not None:
-                    data.append(
-                        {
-                            "id": f"{principal.tenant_slug}/{project.slug}",
-                            "object": "model",
-                            "created": int(active.created_at.timestamp()),
-                            "owned_by": principal.tenant_slug,
-                            "version": active.version,
-                        }
-                    )
-            return {"object": "list", "data": data}
+        return msgspec.convert(inference.models(principal), schemas.ModelList)

@@ -27,7 +27,6 @@ from assets.dataset.generate import (
 from assets.dataset.leaks import context_leaks, near_duplicate_chunks, question_leaks
 from assets.dataset.model_generator import ModelGenerator, ModelGeneratorConfig, build_client
 from assets.dataset.pii_review import (
-    DEFAULT_RESIDUAL_MODE,
     MAX_REPORTED,
     ResidualFinding,
     find_residual,
@@ -35,21 +34,13 @@ from assets.dataset.pii_review import (
     route_to_review,
 )
 from assets.dataset.pii_review import summary as pii_summary
-from assets.dataset.prompt import DEFAULT_REFUSAL, DEFAULT_SYSTEM_PROMPT
 from assets.dataset.refusals import (
-    DEFAULT_ESCALATION,
     allocate,
     escalation_questions,
     policy_examples,
     refusal_questions,
 )
-from assets.dataset.review import (
-    DEFAULT_POLICY,
-    DEFAULT_SAMPLE_RATE,
-    DEFAULT_THRESHOLD,
-    apply_decision,
-    included,
-)
+from assets.dataset.review import apply_decision, select_for_training
 from assets.dataset.scoring import SCORER_VERSION, merge_duplicates, route, score_example
 from assets.dataset.split import SPLITS, assign_splits
 from assets.failures import StageFailure
@@ -60,11 +51,7 @@ from pipelines.partitions import tenant_project
 from resources.database import Database
 from resources.model_runtime import ModelRuntime
 from resources.object_store import ObjectStoreResource
-
-DEFAULT_CHUNK_TOKENS = 256
-DEFAULT_OVERLAP_TOKENS = 32
-DEFAULT_REFUSAL_SHARE = 0.1
-DEFAULT_SPLIT_SEED = 13
+from resources.project_settings import ProjectSettings
 
 
 def redact_examples(made: list[Example], screener: Any) -> list[Example]:
@@ -85,42 +72,23 @@ def redact_examples(made: list[Example], screener: Any) -> list[Example]:
     return out
 
 
-def dataset_settings(settings: dict) -> dict[str, Any]:
-    """The project's dataset settings with their defaults (what the generation id hashes)."""
+def dataset_settings(settings: ProjectSettings) -> dict[str, Any]:
+    """The project's dataset settings (what the generation id hashes: keys and value types must
+    not change, or every project's dataset is built anew)."""
     return {
-        "system_prompt": settings.get("system_prompt") or DEFAULT_SYSTEM_PROMPT,
-        "refusal_text": settings.get("refusal_text") or DEFAULT_REFUSAL,
-        "escalation_text": settings.get("escalation_text") or DEFAULT_ESCALATION,
-        "refusal_share": float(
-            settings["refusal_share"]
-            if settings.get("refusal_share") is not None
-            else DEFAULT_REFUSAL_SHARE
-        ),
-        "generators": list(settings.get("generators") or ["deterministic"]),
-        "generator_model": ModelGeneratorConfig.from_settings(
-            settings.get("generator_model")
-        ).describe(),
-        "chunk_tokens": int(settings.get("chunk_tokens") or DEFAULT_CHUNK_TOKENS),
-        "chunk_overlap_tokens": int(
-            settings["chunk_overlap_tokens"]
-            if settings.get("chunk_overlap_tokens") is not None
-            else DEFAULT_OVERLAP_TOKENS
-        ),
-        "split_seed": int(
-            settings["split_seed"] if settings.get("split_seed") is not None else DEFAULT_SPLIT_SEED
-        ),
-        "review_policy": settings.get("review_policy") or DEFAULT_POLICY,
-        "pii_residual": settings.get("pii_residual") or DEFAULT_RESIDUAL_MODE,
-        "auto_accept_threshold": float(
-            settings["auto_accept_threshold"]
-            if settings.get("auto_accept_threshold") is not None
-            else DEFAULT_THRESHOLD
-        ),
-        "review_sample_rate": float(
-            settings["review_sample_rate"]
-            if settings.get("review_sample_rate") is not None
-            else DEFAULT_SAMPLE_RATE
-        ),
+        "system_prompt": settings.system_prompt,
+        "refusal_text": settings.refusal_text,
+        "escalation_text": settings.escalation_text,
+        "refusal_share": settings.refusal_share,
+        "generators": list(settings.generators),
+        "generator_model": ModelGeneratorConfig.from_settings(settings.generator_model).describe(),
+        "chunk_tokens": settings.chunk_tokens,
+        "chunk_overlap_tokens": settings.chunk_overlap_tokens,
+        "split_seed": settings.split_seed,
+        "review_policy": settings.review_policy,
+        "pii_residual": settings.pii_residual,
+        "auto_accept_threshold": settings.auto_accept_threshold,
+        "review_sample_rate": settings.review_sample_rate,
     }
 
 
@@ -667,15 +635,16 @@ def splits(
         with handle.scope() as scope:
             rows = dataset_rows(list(scope.examples(handle.project_id, generation)))
         statuses = Counter(r["status"] for r in rows)
-        if config["review_policy"] == "wait" and statuses["pending"]:
+        selection = select_for_training(
+            rows, config["review_policy"], config["auto_accept_threshold"]
+        )
+        if selection.blocked:
             raise review_pending(handle, rows)
         policy = {
             "review_policy": config["review_policy"],
             "auto_accept_threshold": config["auto_accept_threshold"],
         }
-        selected = [
-            r for r in rows if included(r, config["review_policy"], config["auto_accept_threshold"])
-        ]
+        selected = selection.selected
         version = reviewed_version(generation, selected, policy)
         prefix = f"datasets/{version}"
         by_split: dict[str, list[dict]] = {s: [] for s in SPLITS}

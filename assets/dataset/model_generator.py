@@ -14,11 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import msgspec
+
 from assets.dataset.chunking import Chunk
 from assets.dataset.generate import QAPair, document_name
+from resources.project_settings import DEFAULT_PROVIDER, GeneratorModel
+from resources.project_settings import PROVIDERS as PROVIDERS
 
 MODEL_GENERATOR = "model-v1"
-PROVIDERS = ("local", "openai", "ollama")
 OLLAMA_DEFAULT_URL = "http://127.0.0.1:11434/v1"
 
 _SYSTEM = (
@@ -135,9 +138,9 @@ class OpenAIChatClient:
 
 @dataclass(frozen=True)
 class ModelGeneratorConfig:
-    """The project's `generator_model` setting, with defaults."""
+    """The project's `generator_model` setting, with defaults for its unset fields."""
 
-    provider: str = "local"
+    provider: str = DEFAULT_PROVIDER
     model: str | None = None
     base_url: str | None = None
     api_key_env: str | None = None
@@ -147,8 +150,13 @@ class ModelGeneratorConfig:
     timeout_s: float = 120.0
 
     @classmethod
-    def from_settings(cls, value: dict | None) -> ModelGeneratorConfig:
-        value = dict(value or {})
+    def from_settings(cls, value: GeneratorModel | dict | None) -> ModelGeneratorConfig:
+        """From the setting, or from its `describe()` form (a dataset manifest's)."""
+        value = (
+            msgspec.structs.asdict(value)
+            if isinstance(value, GeneratorModel)
+            else dict(value or {})
+        )
         known = {k: v for k, v in value.items() if k in cls.__dataclass_fields__ and v is not None}
         return cls(**known)
 

@@ -18,9 +18,9 @@ from typing import Any
 from assets.dataset.chunking import Chunk
 from assets.dataset.generate import Example
 from assets.privacy.screening import paragraphs
+from resources.project_settings import DEFAULT_RESIDUAL_MODE as DEFAULT_RESIDUAL_MODE
+from resources.project_settings import RESIDUAL_MODES as RESIDUAL_MODES
 
-RESIDUAL_MODES = ("review", "fail")
-DEFAULT_RESIDUAL_MODE = "review"
 REVIEW_REASON = "pii_residual"
 MAX_REPORTED = 50
 

@@ -5,13 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DEFAULT_SYSTEM_PROMPT = (
-    "You are the assistant of an organisation. Answer with facts from the numbered context "
-    "passages only. If the context does not contain the answer, say so."
-)
-DEFAULT_REFUSAL = (
-    "I can't answer that from this project's documents. Please contact the document owner."
-)
+# The default texts are project settings (resources/project_settings.py).
+from resources.project_settings import DEFAULT_REFUSAL as DEFAULT_REFUSAL
+from resources.project_settings import DEFAULT_SYSTEM_PROMPT
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,9 @@ from assets.dataset.chunking import Chunk
 from assets.dataset.generate import Example, context_messages, document_name
 from assets.dataset.prompt import DEFAULT_SYSTEM_PROMPT
 from assets.dataset.scoring import content_words
+from resources.project_settings import DEFAULT_ESCALATION as DEFAULT_ESCALATION
 
 REFUSAL_GENERATOR = "refusal-v1"
-DEFAULT_ESCALATION = (
-    "I can't help with that request here. Please contact the responsible team (HR, IT or your "
-    "manager) directly."
-)
 
 UNRELATED = [
     "What is the capital of Australia?",

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-POLICIES = ("auto", "wait")
-DEFAULT_POLICY = "auto"
-DEFAULT_THRESHOLD = 0.6
-DEFAULT_SAMPLE_RATE = 0.05
+# The policy (`auto`, `wait`) and its thresholds are project settings:
+# resources/project_settings.py.
 DECISIONS = ("approved", "rejected", "edited")
 # pending: in the review queue; auto_accepted: above the threshold and not sampled;
 # merged: a near-duplicate of a kept example.
 STATUSES = ("pending", "auto_accepted", "approved", "rejected", "edited", "merged")
 # Pending for these reasons, an example stays out of training until a reviewer decides.
 HELD_FOR_REVIEW = frozenset({"pii_residual"})
+
+Row = TypeVar("Row", bound=Mapping[str, Any])
 
 
 class ReviewPending(RuntimeError):
@@ -37,6 +39,33 @@ def included(example: Mapping[str, Any], policy: str, threshold: float) -> bool:
     if policy == "wait":
         return status == "auto_accepted"
     return overall >= threshold
+
+
+@dataclass(frozen=True)
+class TrainingSelection(Generic[Row]):
+    """What `splits` makes of a generation's examples under the project's review policy."""
+
+    selected: list[Row]
+    # examples still in the review queue
+    pending: int
+    # `wait` with a non-empty queue: `splits` stops and writes no dataset version
+    blocked: bool
+
+    def by_split(self) -> dict[str, int]:
+        return dict(Counter(str(r["split"]) for r in self.selected))
+
+
+def select_for_training(
+    rows: Sequence[Row], policy: str, threshold: float
+) -> TrainingSelection[Row]:
+    """The examples training reads (`included`), and whether the policy holds the version back;
+    the `splits` asset and the portal's preview of the next training set both ask this."""
+    pending = sum(1 for r in rows if r["status"] == "pending")
+    return TrainingSelection(
+        selected=[r for r in rows if included(r, policy, threshold)],
+        pending=pending,
+        blocked=policy == "wait" and pending > 0,
+    )
 
 
 def apply_decision(example: dict[str, Any], decision: Mapping[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
+from resources.project_settings import DEFAULT_SPLIT_SEED
+
 SPLITS = ("train", "validation", "gold")
 
 
@@ -41,7 +43,7 @@ def _stratum_shares(strata: dict[str, list[str]], total: int, seed: int) -> dict
 
 def assign_splits(
     document_ids: list[str],
-    seed: int = 13,
+    seed: int = DEFAULT_SPLIT_SEED,
     validation: float = 0.15,
     gold: float = 0.2,
     types: Mapping[str, str] | None = None,

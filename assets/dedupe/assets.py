@@ -13,7 +13,6 @@ INDEX_KEY = "dedupe/near_index.bin"
 # MinHash estimates err by about 0.035 at 0.8: candidates are taken from a little below the
 # threshold and then confirmed on their real shingles (recall 0.98 in bench/near_dedupe.py).
 MARGIN = 0.05
-DEFAULT_THRESHOLD = 0.8
 
 
 def _text(handle, doc: dict) -> str:
@@ -55,7 +54,7 @@ def deduped_documents(
 ):
     """Documents without exact duplicates (same normalised-text hash) or near duplicates (MinHash LSH, Jaccard over word 3-shingles at the project's threshold), compared with everything the project already holds."""
     handle = project_handle(context, db, store)
-    threshold = float(handle.settings.get("near_dup_threshold", DEFAULT_THRESHOLD))
+    threshold = handle.settings.near_dup_threshold
     docs = normalized_documents["documents"]
     with stage(context, handle, "deduped_documents") as figures:
         index = None

@@ -13,9 +13,9 @@ import numpy as np
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from assets.normalization.normalize import normalize_text
+from resources.project_settings import DEFAULT_NEAR_DUP_THRESHOLD as DEFAULT_THRESHOLD
 
 SHINGLE_SIZE = 3
-DEFAULT_THRESHOLD = 0.8
 DEFAULT_NUM_PERM = 128
 DEFAULT_SEED = 1
 # (false positive, false negative) weights for the band layout. Every LSH candidate is

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import dagster as dg
+import msgspec
 from dagster import AssetExecutionContext
 
 from assets.deployment.artifacts import local_adapter_dir
@@ -14,6 +15,7 @@ from assets.project import project_handle, stage
 from pipelines.partitions import tenant_project
 from resources.database import Database
 from resources.object_store import ObjectStoreResource
+from resources.project_settings import ProjectSettings
 from resources.settings import get_settings
 
 PACKAGE_VERSION = "package-v2"
@@ -38,10 +40,11 @@ def export_gguf(handle, adapter: dict, version_prefix: str) -> dict:
     return {"key": key, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
 
 
-def runtime_block(settings: dict, configured: dict | None) -> dict:
+def runtime_block(settings: ProjectSettings, configured: dict | None) -> dict:
+    """The deployment's runtime: the run's config over the project's `runtime` setting."""
     from resources.runtimes import RuntimeSpec
 
-    block = dict(settings.get("runtime") or {})
+    block = msgspec.to_builtins(settings.runtime) if settings.runtime is not None else {}
     block.update(configured or {})
     return RuntimeSpec.from_manifest(block).describe()
 

@@ -22,6 +22,7 @@ from pipelines.partitions import tenant_project
 from resources.database import Database
 from resources.model_runtime import ModelRuntime
 from resources.object_store import ObjectStoreResource
+from resources.project_settings import ProjectSettings
 from resources.settings import get_settings
 
 GATE_CHECK = "promotion_gate"
@@ -50,10 +51,11 @@ def _cache():
     return get_settings().home / "cache" / "adapters"
 
 
-def promotion_settings(settings: dict) -> tuple[dict[str, float], float | None]:
-    promotion = settings.get("promotion") or {}
-    margins = {**DEFAULT_MARGINS, **(promotion.get("margins") or {})}
-    return margins, promotion.get("latency_budget_p95_s")
+def promotion_settings(settings: ProjectSettings) -> tuple[dict[str, float], float | None]:
+    """The gate's margin per metric (the project's over the defaults) and latency budget."""
+    promotion = settings.promotion
+    margins = {**DEFAULT_MARGINS, **(promotion.margins or {})}
+    return margins, promotion.latency_budget_p95_s
 
 
 def _metadata(summary: dict, recall: float, questions: int, html_key: str) -> dict:
@@ -84,7 +86,7 @@ def _run_evaluation(handle, config, runtime, splits, retrieval_index, systems) -
         project_set=own,
         documents=documents,
         probes=config.probe_questions,
-        seed=int(handle.settings.get("split_seed") or 0),
+        seed=handle.settings.split_seed,
     )
     result = evaluate(
         runtime.serving(),
@@ -179,8 +181,7 @@ def eval_report(
     handle = project_handle(context, db, store)
     prefix = f"reports/{adapter['adapter_version']}"
     margins, budget = promotion_settings(handle.settings)
-    configured = (handle.settings.get("promotion") or {}).get("compare_first_with_base")
-    first_vs_base = True if configured is None else bool(configured)
+    first_vs_base = handle.settings.promotion.first_with_base()
     with stage(context, handle, "eval_report") as figures:
         systems = [
             System("base", None, adapter["base_model"]),
@@ -267,12 +268,18 @@ def eval_report(
                     evaluation_id=evaluation_id,
                     reasons=verdict.reasons,
                 )
-                scope.audit(
-                    "dagster",
-                    "promotion.blocked",
-                    f"{handle.project}:{adapter['adapter_version']}",
-                    {"reasons": verdict.reasons, "run_id": context.run.run_id},
-                )
+            # Every verdict is audited: passed ones deploy the adapter next.
+            scope.audit(
+                "dagster",
+                "promotion.blocked" if not verdict.passed else "promotion.passed",
+                f"{handle.project}:{adapter['adapter_version']}",
+                {
+                    "reasons": verdict.reasons,
+                    "compared_with": reference,
+                    "evaluation_id": evaluation_id,
+                    "run_id": context.run.run_id,
+                },
+            )
         figures.update(
             questions=report["questions"],
             gate="passed" if verdict.passed else "blocked: " + "; ".join(verdict.reasons),

@@ -13,6 +13,7 @@ from assets.evaluation.probes import probe_questions
 from assets.evaluation.report import latency, score_rows, summarize, summarize_sets
 from assets.retrieval.answering import Answering, answer_all
 from resources.object_store import ProjectStore
+from resources.project_settings import ProjectSettings
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def evaluate(
     answering: Answering,
     questions: list[dict],
     systems: list[System],
-    settings: dict,
+    settings: ProjectSettings,
     max_new_tokens: int,
     latency_samples: int,
 ) -> dict[str, Any]:

@@ -72,6 +72,9 @@ def raw_documents(
     entries = []
     with stage(context, handle, "raw_documents") as figures:
         with handle.scope() as scope:
+            # Audited once the loop is done: an audit row locks the tenant's chain until the
+            # transaction ends, and scanning the rest must not hold the API's audit writes up.
+            quarantined: list[tuple[str, str | None]] = []
             for doc in scope.documents(handle.project_id):
                 if doc.status in SETTLED:
                     entries.append(_entry(doc))
@@ -95,9 +98,7 @@ def raw_documents(
                     continue
                 stop = _scan(doc, data, antivirus)
                 if stop == "quarantined":
-                    scope.audit(
-                        "dagster", "document.quarantined", doc.id, {"reason": doc.failure_reason}
-                    )
+                    quarantined.append((doc.id, doc.failure_reason))
                 if stop:
                     doc.status = stop
                     entries.append(_entry(doc))
@@ -106,13 +107,15 @@ def raw_documents(
                 problem = admission_problem(doc.detected_type, doc.filename)
                 if problem:
                     doc.status, doc.failure_reason = "quarantined", problem
-                    scope.audit("dagster", "document.quarantined", doc.id, {"reason": problem})
+                    quarantined.append((doc.id, problem))
                 else:
                     doc.status, doc.failure_reason = "uploaded", None
                     # A new document to extract: its text will need the language model and
                     # Presidio (nothing to load for one that is quarantined).
                     prewarm()
                 entries.append(_entry(doc))
+            for document_id, reason in quarantined:
+                scope.audit("dagster", "document.quarantined", document_id, {"reason": reason})
         statuses = Counter(e["status"] for e in entries)
         held = [e for e in entries if e["status"] in ("quarantined", "pending_scan", "failed")]
         reasons = Counter((e["failure_reason"] or "").split(":", 1)[0] for e in held)

@@ -23,7 +23,6 @@ from resources.object_store import ObjectStoreResource
 from resources.settings import get_settings
 
 NORMALIZER_VERSION = "normalize-v2"
-DEFAULT_QUALITY_THRESHOLD = 0.4
 
 
 def normalize_document(data: bytes, doc_type: str, timeout_s: float, memory_mb: int) -> dict:
@@ -97,7 +96,7 @@ def normalized_documents(
     """Text per page (PDF with OCR fallback, DOCX, HTML main content, MD, TXT, CSV), extracted in a time- and memory-limited process, NFKC-normalised, repeated headers/footers removed, language and quality scored."""
     handle = project_handle(context, db, store)
     settings = get_settings()
-    threshold = float(handle.settings.get("quality_threshold", DEFAULT_QUALITY_THRESHOLD))
+    threshold = handle.settings.quality_threshold
     entries, reused, quarantined, excluded, ocr_pages = [], 0, 0, 0, 0
     with stage(context, handle, "normalized_documents") as figures:
         uploaded = [r for r in raw_documents["documents"] if r["status"] == "uploaded"]

@@ -10,7 +10,15 @@ from typing import Any
 
 import regex
 
-_ENTITY_TYPE_RE = re.compile(r"^[A-Z][A-Z0-9_]{1,40}$")
+# Limits and defaults shared with the project settings that hold recognisers and allow-lists.
+from resources.project_settings import (
+    DEFAULT_RECOGNIZER_SCORE,
+    ENTITY_TYPE_PATTERN,
+    MAX_ALLOW_TERM_CHARS,
+    MAX_ALLOW_TERMS,
+)
+
+_ENTITY_TYPE_RE = re.compile(ENTITY_TYPE_PATTERN)
 # The flags Presidio's PatternRecognizer compiles patterns with.
 _PRESIDIO_REGEX_FLAGS = regex.DOTALL | regex.MULTILINE | regex.IGNORECASE
 
@@ -23,7 +31,7 @@ class CustomRecognizer:
     name: str
     entity_type: str
     pattern: str
-    score: float = 0.85
+    score: float = DEFAULT_RECOGNIZER_SCORE
     context: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
@@ -74,7 +82,7 @@ class CustomRecognizer:
         if isinstance(context, str):
             raise ValueError("custom recognizer context must be a list of words, not a string")
         try:
-            score = float(data.get("score", 0.85))
+            score = float(data.get("score", DEFAULT_RECOGNIZER_SCORE))
         except (TypeError, ValueError) as exc:
             raise ValueError(
                 f"custom recognizer score {data.get('score')!r} is not a number"
@@ -124,8 +132,6 @@ BUILTIN_ENTITIES: frozenset[str] = frozenset(
         "UUID",
     }
 )
-MAX_ALLOW_TERMS = 10_000
-MAX_ALLOW_TERM_CHARS = 200
 
 
 def validate_allow_terms(value: Any, setting: str = "pii_allow_terms") -> tuple[str, ...]:

@@ -111,7 +111,7 @@ DEFAULT_ENTITIES: tuple[str, ...] = (
     "IP_ADDRESS",
     STREET_ADDRESS,
 )
-POLICIES = ("redact", "block", "allow")
+from resources.project_settings import PII_POLICIES as POLICIES  # noqa: E402
 
 # A valid phone number scores 0.4, under the usual 0.5 threshold, unless one of these words
 # precedes it; Presidio's own list misses common labels, and its "call" never counts because

@@ -4,70 +4,57 @@ policy (redact, block or allow) before any text reaches the dataset."""
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
+import msgspec
 from dagster import AssetExecutionContext
 
-from assets.failures import StageFailure
-from assets.pii.recognizers import CustomRecognizer
 from assets.privacy.screening import (
     SCREENING_RULES_VERSION,
     Screened,
     ScreeningConfig,
     screen_texts,
 )
-from assets.project import project_handle, stage
+from assets.project import invalid_setting, project_handle, stage
 from pipelines.partitions import tenant_project
 from resources.database import Database
 from resources.object_store import ObjectStoreResource
+from resources.project_settings import InvalidSetting, ProjectSettings
 
 SCREEN_VERSION = "pii-v2"
-POLICIES = ("redact", "block", "allow")
 
 
-def screening_config(settings: dict, stage_name: str = "pii_screened_documents") -> ScreeningConfig:
+def screening_config(
+    settings: ProjectSettings | Mapping[str, Any], stage_name: str = "pii_screened_documents"
+) -> ScreeningConfig:
     """The project's policy, custom recognisers, allow-list (`pii_allow_terms`), entity types
     (`pii_entities`, None for the defaults) and a version that changes when any of them, or the
-    screener's rules, do. A bad setting fails `stage_name` saying which setting to fix."""
-    from assets.pii.recognizers import validate_allow_terms, validate_entities
-
-    def bad(setting: str, problem: str) -> StageFailure:
-        return StageFailure(
-            stage_name,
-            f"project setting {setting} is invalid: {problem}",
-            f"PATCH /v1/projects/<project> with a valid settings.{setting}, then run again",
-            code="invalid_setting",
-            details={"setting": setting},
-        )
-
-    policy = settings.get("pii_policy") or "redact"
-    if policy not in POLICIES:
-        raise bad("pii_policy", f"{policy!r} is not one of {', '.join(POLICIES)}")
+    screener's rules, do. Stored settings (a mapping) that do not load fail `stage_name`
+    saying which setting to fix."""
     try:
-        custom = [CustomRecognizer.from_dict(r) for r in settings.get("pii_recognizers") or []]
-    except ValueError as exc:
-        raise bad("pii_recognizers", str(exc)) from exc
-    try:
-        allow_terms = validate_allow_terms(settings.get("pii_allow_terms"), "pii_allow_terms")
-    except ValueError as exc:
-        raise bad("pii_allow_terms", str(exc)) from exc
-    try:
-        entities = validate_entities(settings.get("pii_entities"), custom, "pii_entities")
-    except ValueError as exc:
-        raise bad("pii_entities", str(exc)) from exc
+        if not isinstance(settings, ProjectSettings):
+            settings = ProjectSettings.load(settings)
+        custom = settings.custom_recognizers()
+        allow_terms = settings.allow_terms()
+        entities = settings.entities()
+    except InvalidSetting as exc:
+        raise invalid_setting(stage_name, exc) from exc
     basis = json.dumps(
         [
             SCREEN_VERSION,
             SCREENING_RULES_VERSION,
-            policy,
-            settings.get("pii_recognizers") or [],
+            settings.pii_policy,
+            # As stored: a recogniser's default score and context are left out.
+            msgspec.to_builtins(settings.pii_recognizers),
             sorted(term.casefold() for term in allow_terms),
             None if entities is None else sorted(entities),
         ],
         sort_keys=True,
     )
     return ScreeningConfig(
-        policy=policy,
+        policy=settings.pii_policy,
         custom=tuple(custom),
         version=hashlib.sha256(basis.encode()).hexdigest()[:12],
         allow_terms=allow_terms,

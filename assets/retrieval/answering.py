@@ -23,12 +23,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from assets.dataset.prompt import DEFAULT_REFUSAL, DEFAULT_SYSTEM_PROMPT, passage_label
-from assets.dataset.refusals import DEFAULT_ESCALATION
+from assets.dataset.prompt import passage_label
 from assets.retrieval.evidence import CANDIDATES, Evidence, prefer_reference, select_evidence
 from assets.retrieval.grounding import GroundingIndex, Retrieved, grounded_messages
 from assets.retrieval.lexical import tokenize
 from assets.retrieval.policy import sensitive_request
+from resources.project_settings import (
+    DEFAULT_ESCALATION,
+    DEFAULT_REFUSAL,
+    DEFAULT_SYSTEM_PROMPT,
+    ProjectSettings,
+)
 
 TOP_K = 3
 # answerability = RETRIEVAL_WEIGHT x retrieval confidence + (1 - RETRIEVAL_WEIGHT) x the share
@@ -115,14 +120,13 @@ class Answering:
     top_k: int = TOP_K
 
     @classmethod
-    def for_project(cls, index: Any, settings: dict, top_k: int = TOP_K) -> Answering:
-        configured = settings.get("retrieval_min_confidence")
+    def for_project(cls, index: Any, settings: ProjectSettings, top_k: int = TOP_K) -> Answering:
         return cls(
             index=index,
-            system_prompt=settings.get("system_prompt") or DEFAULT_SYSTEM_PROMPT,
-            refusal_text=settings.get("refusal_text") or DEFAULT_REFUSAL,
-            escalation_text=settings.get("escalation_text") or DEFAULT_ESCALATION,
-            min_confidence=float(configured) if configured is not None else None,
+            system_prompt=settings.system_prompt,
+            refusal_text=settings.refusal_text,
+            escalation_text=settings.escalation_text,
+            min_confidence=settings.retrieval_min_confidence,
             top_k=top_k,
         )
 

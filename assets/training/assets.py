@@ -107,7 +107,7 @@ def adapter(
 
     handle = project_handle(context, db, store)
     settings = get_settings()
-    steps = config.max_steps or int(handle.settings.get("train_steps") or settings.train_steps)
+    steps = config.max_steps or handle.settings.effective_train_steps()
     params = config.params(steps)
     timeline = Timeline(context, handle)
     version = f"{splits['dataset_version']}-{context.run.run_id[:8]}"
@@ -118,7 +118,7 @@ def adapter(
                 tenant = session.get(Tenant, handle.tenant_id)
                 assert tenant is not None
                 model = check_approved(
-                    session, tenant, config.base_model or handle.settings.get("base_model")
+                    session, tenant, config.base_model or handle.settings.base_model
                 )
                 base_id, licence = model.id, model.licence
                 base_path = local_path(model, store.get_store())
@@ -191,7 +191,8 @@ def adapter(
 
         def on_step(info: dict) -> None:
             now = time.monotonic()
-            if info["step"] in (1, info["steps"]) or now - last_logged[0] >= 5.0:
+            # about one point a second: the portal's live loss curve reads these
+            if info["step"] in (1, info["steps"]) or now - last_logged[0] >= 1.0:
                 last_logged[0] = now
                 eta = f", ETA {info['eta_seconds']:.0f} s" if info["eta_seconds"] else ""
                 timeline.event(
@@ -252,6 +253,9 @@ def adapter(
         figures.update(
             steps=result.steps,
             final_loss=round(result.losses[-1], 4),
+            validation_loss=(
+                round(result.validation_loss, 4) if result.validation_loss is not None else None
+            ),
             tokens_per_second=round(result.tokens_per_second, 1),
         )
     context.add_output_metadata(

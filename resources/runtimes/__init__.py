@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from resources.chat_engine import Generation
-
-RUNTIME_KINDS = ("transformers", "llama_cpp", "ollama", "openai")
+from resources.project_settings import DEFAULT_RUNTIME_KIND
+from resources.project_settings import RUNTIME_KINDS as RUNTIME_KINDS
 
 
 class RuntimeUnavailable(RuntimeError):
@@ -42,7 +42,7 @@ class RuntimeUnavailable(RuntimeError):
 class RuntimeSpec:
     """How a deployment is served (the manifest's `runtime` block)."""
 
-    kind: str = "transformers"
+    kind: str = DEFAULT_RUNTIME_KIND
     device: str = "cpu"
     # ollama / openai: the upstream server and the model name it serves this deployment as
     base_url: str | None = None

@@ -13,7 +13,7 @@ import pytest
 
 from api.demo import start_services, stop_services
 from assets.retrieval.answering import ANSWERABLE_THRESHOLD
-from tests.conftest import BAD_SAMPLES, sample_files
+from tests.conftest import BAD_SAMPLES, OPERATOR, sample_files
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ def api(tmp_path_factory: pytest.TempPathFactory, base_model_path, clamd) -> Ite
 
 
 def _tenant(api: httpx.Client, slug: str) -> dict[str, str]:
-    response = api.post("/v1/tenants", json={"slug": slug, "name": slug.title()})
+    response = api.post("/v1/tenants", json={"slug": slug, "name": slug.title()}, headers=OPERATOR)
     assert response.status_code == 201, response.text
     return {"Authorization": f"Bearer {response.json()['api_key']}"}
 
@@ -62,7 +62,10 @@ def test_upload_materialise_chat_and_isolation(api: httpx.Client):
     a = _tenant(api, "acme")
     b = _tenant(api, "globex")
 
-    assert api.post("/v1/tenants", json={"slug": "acme"}).json()["error"]["code"] == "tenant_exists"
+    again = api.post("/v1/tenants", json={"slug": "acme"}, headers=OPERATOR)
+    assert again.json()["error"]["code"] == "tenant_exists"
+    # Without the operator token nobody creates tenants (no open sign-up by default).
+    assert api.post("/v1/tenants", json={"slug": "nobody"}).status_code == 401
     assert api.get("/v1/projects").json()["error"]["code"] == "missing_api_key"
     assert (
         api.get("/v1/projects", headers={"Authorization": "Bearer ptk_nope"}).json()["error"][

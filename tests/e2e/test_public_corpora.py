@@ -18,6 +18,7 @@ import pytest
 
 from api.demo import start_services, stop_services
 from assets.evaluation.metrics import answer_contains
+from tests.conftest import OPERATOR
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +51,9 @@ def services(tmp_path_factory: pytest.TempPathFactory, base_model_path, clamd) -
 def deployed(services: str) -> dict:
     """Both samples uploaded and run with default settings (a short training run)."""
     http = httpx.Client(base_url=services, timeout=300)
-    key = http.post("/v1/tenants", json={"slug": "public", "name": "Public"}).json()["api_key"]
+    key = http.post(
+        "/v1/tenants", json={"slug": "public", "name": "Public"}, headers=OPERATOR
+    ).json()["api_key"]
     http.headers["Authorization"] = f"Bearer {key}"
     runs = {}
     for name in SAMPLES:

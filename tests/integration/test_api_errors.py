@@ -9,6 +9,7 @@ from api.app import create_app
 from resources.database import Database
 from resources.orchestrator import DagsterOrchestrator
 from resources.repository import TenantScope, authenticate
+from tests.conftest import OPERATOR
 
 UNREACHABLE = DagsterOrchestrator(url="http://127.0.0.1:9", timeout=2)
 
@@ -25,7 +26,7 @@ def client(tmp_path, monkeypatch):
 
 
 def _tenant_with_project(client: TestClient) -> dict[str, str]:
-    key = client.post("/v1/tenants", json={"slug": "acme"}).json()["api_key"]
+    key = client.post("/v1/tenants", json={"slug": "acme"}, headers=OPERATOR).json()["api_key"]
     with Database().session() as session:
         tenant, _ = authenticate(session, key)
         TenantScope(session, tenant.id).create_project("handbook", "Handbook", {})
@@ -33,7 +34,7 @@ def _tenant_with_project(client: TestClient) -> dict[str, str]:
 
 
 def test_project_creation_needs_dagster_and_stores_nothing_without_it(client):
-    key = client.post("/v1/tenants", json={"slug": "acme"}).json()["api_key"]
+    key = client.post("/v1/tenants", json={"slug": "acme"}, headers=OPERATOR).json()["api_key"]
     headers = {"Authorization": f"Bearer {key}"}
     response = client.post("/v1/projects", json={"slug": "handbook"}, headers=headers)
     assert response.status_code == 503
@@ -96,14 +97,33 @@ def test_validation_and_unknown_resources(client):
     assert stream.status_code == 404 and stream.json()["error"]["code"] == "no_deployment"
 
 
-def test_admin_token_guards_tenant_creation(client, monkeypatch):
+def test_tenant_creation_is_for_operators_unless_open_signup(client, monkeypatch):
     from resources.settings import get_settings
 
-    monkeypatch.setenv("PRIVATUNE_ADMIN_TOKEN", "s3cret")
+    monkeypatch.setenv("PRIVATUNE_ADMIN_TOKEN", "s3cret-operator-token")
     get_settings.cache_clear()
     denied = client.post("/v1/tenants", json={"slug": "acme"})
-    assert denied.status_code == 403 and denied.json()["error"]["code"] == "admin_required"
+    assert denied.status_code == 401 and denied.json()["error"]["code"] == "operator_required"
+    wrong = client.post(
+        "/v1/tenants", json={"slug": "acme"}, headers={"Authorization": "Bearer nope"}
+    )
+    assert wrong.status_code == 401
     allowed = client.post(
-        "/v1/tenants", json={"slug": "acme"}, headers={"Authorization": "Bearer s3cret"}
+        "/v1/tenants",
+        json={"slug": "acme"},
+        headers={"Authorization": "Bearer s3cret-operator-token"},
     )
     assert allowed.status_code == 201 and allowed.json()["api_key"].startswith("ptk_")
+    # A tenant's own key (even its owner key) is not the operator.
+    tenant_key = {"Authorization": f"Bearer {allowed.json()['api_key']}"}
+    as_tenant = client.post("/v1/tenants", json={"slug": "globex"}, headers=tenant_key)
+    assert as_tenant.status_code == 403
+    assert as_tenant.json()["error"]["code"] == "operator_required"
+
+    monkeypatch.setenv("PRIVATUNE_OPEN_SIGNUP", "1")
+    get_settings.cache_clear()
+    opened = client.post("/v1/tenants", json={"slug": "initech"})
+    assert opened.status_code == 201, opened.text
+    # anyone may create a tenant, but only an operator chooses its plan
+    chosen = client.post("/v1/tenants", json={"slug": "hooli", "plan": "enterprise"})
+    assert chosen.status_code == 400

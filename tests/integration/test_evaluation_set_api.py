@@ -10,6 +10,7 @@ from api.app import create_app
 from resources.database import Database
 from resources.orchestrator import DagsterOrchestrator
 from resources.repository import TenantScope, authenticate
+from tests.conftest import OPERATOR
 
 UNREACHABLE = DagsterOrchestrator(url="http://127.0.0.1:9", timeout=2)
 
@@ -26,7 +27,7 @@ def client(tmp_path, monkeypatch, postgres_url):
 
 
 def _tenant(client: TestClient, slug: str) -> dict[str, str]:
-    key = client.post("/v1/tenants", json={"slug": slug}).json()["api_key"]
+    key = client.post("/v1/tenants", json={"slug": slug}, headers=OPERATOR).json()["api_key"]
     with Database().session() as session:
         tenant, _ = authenticate(session, key)
         TenantScope(session, tenant.id).create_project("handbook", "Handbook", {})

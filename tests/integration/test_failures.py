@@ -274,7 +274,7 @@ def test_a_step_that_fails_before_its_stage_names_the_step_and_the_dagster_run(s
             steps = [{"stepKey": "examples", "status": "FAILURE"}]
             return RunInfo(dagster_run_id, "failed", "FAILURE", None, None, steps)
 
-    from api.controllers.runs import refresh
+    from api.services.runs import refresh
 
     with db.session() as session:
         run = session.query(Run).first()

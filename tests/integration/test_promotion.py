@@ -21,7 +21,7 @@ from resources.object_store import ObjectStoreResource
 from resources.orchestrator import DagsterOrchestrator
 from resources.repository import TenantScope
 from resources.tables import AuditEvent, Deployment, Evaluation, Project, RunEvent
-from tests.conftest import sample_files
+from tests.conftest import OPERATOR, sample_files
 from tests.integration.test_pipeline import seed
 
 pytestmark = pytest.mark.slow
@@ -314,7 +314,9 @@ def test_gate_blocks_a_worse_adapter_and_rollback(
             assert changed.count() == 1
 
         # Another tenant: none of acme's deployments, evaluations or models exist for it.
-        other = client.post("/v1/tenants", json={"slug": "globex"}).json()["api_key"]
+        other = client.post("/v1/tenants", json={"slug": "globex"}, headers=OPERATOR).json()[
+            "api_key"
+        ]
         other_headers = {"Authorization": f"Bearer {other}"}
         for model in ("acme/handbook", "acme/handbook@1", "acme/handbook@2"):
             denied = client.post(
@@ -338,4 +340,4 @@ def test_gate_blocks_a_worse_adapter_and_rollback(
 
 def _api_key(db: Database, tenant_id: str) -> str:
     with db.session() as session:
-        return TenantScope(session, tenant_id).create_api_key("test")
+        return TenantScope(session, tenant_id).create_api_key("test")[0]

@@ -100,7 +100,9 @@ def test_base_models_are_approved_per_tenant_and_plan(client):
         "context_length": 4096,
         "allowed_tenants": ["acme"],
     }
-    assert client.post("/v1/admin/base-models", json=entry).status_code == 403
+    # no credentials: 401; a tenant's key (even its owner key) is not the operator: 403
+    assert client.post("/v1/admin/base-models", json=entry).status_code == 401
+    assert client.post("/v1/admin/base-models", json=entry, headers=a).status_code == 403
     admin = {"Authorization": f"Bearer {ADMIN}"}
     made = client.post("/v1/admin/base-models", json=entry, headers=admin)
     assert made.status_code == 201, made.text

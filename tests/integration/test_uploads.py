@@ -13,16 +13,20 @@ from resources.database import Database
 from resources.orchestrator import DagsterOrchestrator
 from resources.repository import TenantScope, authenticate
 from resources.settings import get_settings
-from tests.conftest import sample_files
+from tests.conftest import OPERATOR, sample_files
 
 
 @pytest.fixture
 def client(tmp_path, monkeypatch):
     monkeypatch.setenv("PRIVATUNE_HOME", str(tmp_path))
-    monkeypatch.setenv("PRIVATUNE_STORAGE_QUOTA_BYTES", "400000")
     get_settings.cache_clear()
     with TestClient(create_app(orchestrator=DagsterOrchestrator(url="http://127.0.0.1:9"))) as c:
-        key = c.post("/v1/tenants", json={"slug": "acme"}).json()["api_key"]
+        # The plan's storage limit, as an operator sets it.
+        limited = c.patch(
+            "/v1/admin/plans/standard", json={"max_storage_bytes": 400_000}, headers=OPERATOR
+        )
+        assert limited.status_code == 200, limited.text
+        key = c.post("/v1/tenants", json={"slug": "acme"}, headers=OPERATOR).json()["api_key"]
         with Database().session() as session:
             tenant, _ = authenticate(session, key)
             TenantScope(session, tenant.id).create_project("handbook", "Handbook", {})
@@ -80,6 +84,9 @@ def test_storage_quota_refuses_and_keeps_what_was_stored(client):
     over = client.post("/v1/projects/handbook/documents", files=[("f", ("b.txt", b"b" * 200_000))])
     assert over.status_code == 413 and over.json()["error"]["code"] == "storage_quota_exceeded"
     assert "quota" in over.json()["error"]["message"]
+    details = over.json()["error"]["details"]
+    assert details["limit"] == "max_storage_bytes" and details["allowed"] == 400_000
+    assert details["used"] == 300_000 and details["requested"] == 200_000
     assert [d["filename"] for d in client.get("/v1/projects/handbook/documents").json()] == [
         "a.txt"
     ]

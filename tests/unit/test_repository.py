@@ -75,7 +75,7 @@ def test_each_key_belongs_to_its_own_tenant(db: Database) -> None:
     with db.session() as s:
         a, key_a = create_tenant(s, "acme", "Acme")
         b, key_b = create_tenant(s, "beta", "Beta")
-        extra = TenantScope(s, a.id).create_api_key("ci")
+        extra = TenantScope(s, a.id).create_api_key("ci")[0]
         ids = (a.id, b.id)
     assert len({key_a, key_b, extra}) == 3
     with db.session() as s:
@@ -114,7 +114,7 @@ def test_a_changed_key_is_rejected(db: Database) -> None:
 def test_revoked_key_is_rejected_and_others_still_work(db: Database) -> None:
     with db.session() as s:
         tenant, key = create_tenant(s, "acme", "Acme")
-        second = TenantScope(s, tenant.id).create_api_key("second")
+        second = TenantScope(s, tenant.id).create_api_key("second")[0]
     with db.session() as s:
         row = s.scalar(select(ApiKey).where(ApiKey.key_hash == hash_api_key(key)))
         row.revoked_at = utcnow()

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from resources.settings import Settings, get_settings
+from tests.conftest import OPERATOR_TOKEN
 
 
 def test_defaults_live_under_privatune_home() -> None:
@@ -20,7 +21,7 @@ def test_defaults_live_under_privatune_home() -> None:
     assert settings.s3_endpoint == ""
     assert settings.base_model == ""
     assert settings.dagster_url == "http://127.0.0.1:3000"
-    assert settings.admin_token == ""
+    assert settings.admin_token == OPERATOR_TOKEN  # set by tests/conftest.py
     assert settings.max_upload_bytes == 100 * 1024 * 1024
     assert settings.auto_migrate is True
     assert settings.train_steps == 40
@@ -129,4 +130,4 @@ def test_cache_is_cleared_between_tests_part_one(monkeypatch: pytest.MonkeyPatch
 
 
 def test_cache_is_cleared_between_tests_part_two() -> None:
-    assert get_settings().admin_token == ""
+    assert get_settings().admin_token == OPERATOR_TOKEN

@@ -11,8 +11,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from api.auth import Principal
-from api.errors import BadRequest, NotFound, ServiceUnavailable
+from api.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
+from api.security import Principal
+from api.services.plans import Quotas
 from assets.dataset.assets import from_jsonl
 from assets.deployment.artifacts import adapter_ref
 from assets.retrieval.answering import Answering, Prepared, compose
@@ -20,6 +21,7 @@ from assets.retrieval.grounding import GroundingIndex
 from resources.database import Database
 from resources.model_runtime import resolve_base_model
 from resources.object_store import ObjectStore, ProjectStore
+from resources.project_settings import InvalidSetting, ProjectSettings
 from resources.repository import TenantScope
 from resources.runtimes import RuntimeSpec, RuntimeUnavailable, get_runtime
 from resources.settings import get_settings
@@ -28,13 +30,21 @@ _MODEL = re.compile(r"^(?P<tenant>[a-z0-9-]+)/(?P<project>[a-z0-9-]+)(?:@(?P<ver
 MAX_NEW_TOKENS = 512
 # The direct answer before the quoted evidence is a sentence or two.
 DEFAULT_NEW_TOKENS = 64
+# Why a question was refused (`Answer.refusal_reason`), as the portal's chat says it.
+REFUSAL_REASONS = {
+    "low_confidence": "the project's documents do not answer it with enough confidence",
+    "secret": "it asks for the value of a secret or credential",
+    "personal_data": "it asks for personal data about a person",
+    "action": "it asks the assistant to act, which it cannot do",
+    "organisation": "it asks who someone in your organisation is",
+}
 
 
 @dataclass(frozen=True)
 class Target:
     tenant: str
     project: str
-    project_settings: dict
+    project_settings: ProjectSettings
     version: int
     manifest: dict
 
@@ -71,6 +81,29 @@ class Served:
         return self.prepared.citations
 
 
+def conversation(request: Any) -> tuple[str, list[dict[str, str]]]:
+    """The question (the last non-empty user message) and the turns before it."""
+    if request.max_tokens is not None and request.max_tokens < 1:
+        raise BadRequest("max_tokens must be at least 1", code="invalid_request")
+    messages = request.messages
+    last = next(
+        (
+            i
+            for i in range(len(messages) - 1, -1, -1)
+            if messages[i].role == "user" and messages[i].content.strip()
+        ),
+        None,
+    )
+    if last is None:
+        raise BadRequest("messages must contain a non-empty user message", code="no_user_message")
+    history = [
+        {"role": m.role, "content": m.content}
+        for m in messages[:last]
+        if m.role in ("user", "assistant") and m.content.strip()
+    ]
+    return messages[last].content, history
+
+
 class InferenceService:
     def __init__(self, db: Database, store: ObjectStore, index_cache_size: int = 32) -> None:
         self.db = db
@@ -78,6 +111,32 @@ class InferenceService:
         self._indexes: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
         self._lock = threading.Lock()
         self._cache_size = index_cache_size
+
+    def admit(self, principal: Principal) -> None:
+        """Counts the request against the plan's chat requests a minute (429 over it)."""
+        assert principal.tenant_id is not None
+        with self.db.session() as session:
+            Quotas(TenantScope(session, principal.tenant_id)).take_chat_request()
+
+    def models(self, principal: Principal) -> dict:
+        """The tenant's active deployments, OpenAI style."""
+        assert principal.tenant_id is not None
+        data = []
+        with self.db.session() as session:
+            scope = TenantScope(session, principal.tenant_id)
+            for project in scope.projects():
+                active = scope.active_deployment(project.id)
+                if active is not None:
+                    data.append(
+                        {
+                            "id": f"{principal.tenant_slug}/{project.slug}",
+                            "object": "model",
+                            "created": int(active.created_at.timestamp()),
+                            "owned_by": principal.tenant_slug,
+                            "version": active.version,
+                        }
+                    )
+        return {"object": "list", "data": data}
 
     def resolve(self, principal: Principal, model: str) -> Target:
         match = _MODEL.match(model)
@@ -90,7 +149,7 @@ class InferenceService:
             f"model {model!r} not found; list yours with GET /v1/models", code="model_not_found"
         )
         # Another tenant's model does not exist as far as this key is concerned.
-        if match["tenant"] != principal.tenant_slug:
+        if principal.tenant_id is None or match["tenant"] != principal.tenant_slug:
             raise not_found
         with self.db.session() as session:
             scope = TenantScope(session, principal.tenant_id)
@@ -107,10 +166,19 @@ class InferenceService:
                     "run the pipeline first (POST /v1/projects/{project}/runs)",
                     code="no_deployment",
                 )
+            try:
+                settings = ProjectSettings.load(project.settings)
+            except InvalidSetting as exc:
+                raise Conflict(
+                    f"{exc}: PATCH /v1/projects/{project.slug} with a valid "
+                    f"settings.{exc.setting} before asking its model",
+                    code="invalid_settings",
+                    details={"setting": exc.setting},
+                ) from exc
             return Target(
-                principal.tenant_slug,
+                match["tenant"],
                 project.slug,
-                dict(project.settings or {}),
+                settings,
                 deployment.version,
                 dict(deployment.manifest),
             )
