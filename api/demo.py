@@ -317,6 +317,10 @@ def main() -> int:
             f"Dagster UI: {dagster_url}/assets (asset graph, partition acme__handbook, runs, checks)"
         )
         print(f"API docs:   http://127.0.0.1:{args.api_port}/schema/openapi.json")
+        print(
+            f"Portal:     http://127.0.0.1:{args.api_port}/ (sign in as {DEMO_OWNER}, "
+            f"password: {DEMO_PASSWORD})"
+        )
         keep = args.keep if args.keep is not None else sys.stdin.isatty()
         if keep:
             print("services keep running; press Ctrl-C to stop them")

@@ -47,6 +47,30 @@ def _home(principal: Principal | None, accounts: AccountService) -> str:
     return f"/t/{chosen}/projects" if chosen else "/account"
 
 
+def _account(
+    request: Request,
+    accounts: AccountService,
+    principal: Principal,
+    *,
+    totp: dict[str, str] | None = None,
+    recovery_codes: list[str] | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Template:
+    """The account page, with what the last action left to show (a new TOTP secret, recovery
+    codes shown once, or what went wrong)."""
+    return render(
+        request,
+        "auth/account.html",
+        status_code=status_code,
+        active="account",
+        user=accounts.me(principal),
+        totp=totp,
+        recovery_codes=recovery_codes,
+        error=error,
+    )
+
+
 class PortalAuthController(Controller):
     tags = ["portal"]
     include_in_schema = False
@@ -284,15 +308,7 @@ class PortalAuthController(Controller):
     def account(self, request: Request, accounts: AccountService) -> Template:
         principal = current(request)
         assert principal is not None
-        return render(
-            request,
-            "auth/account.html",
-            active="account",
-            user=accounts.me(principal),
-            totp=None,
-            recovery_codes=None,
-            error=None,
-        )
+        return _account(request, accounts, principal)
 
     @post("/account/password", guards=[page_person], sync_to_thread=True)
     def change_password(
@@ -311,15 +327,8 @@ class PortalAuthController(Controller):
                 str(data.get("new_password") or ""),
             )
         except AppError as exc:
-            return render(
-                request,
-                "auth/account.html",
-                status_code=exc.status_code,
-                active="account",
-                user=accounts.me(principal),
-                totp=None,
-                recovery_codes=None,
-                error=exc.message,
+            return _account(
+                request, accounts, principal, error=exc.message, status_code=exc.status_code
             )
         _start(request, grant)
         flash(request, "Password changed; your other sessions were signed out.")
@@ -334,15 +343,7 @@ class PortalAuthController(Controller):
             error = None
         except AppError as exc:
             totp, error = None, exc.message
-        return render(
-            request,
-            "auth/account.html",
-            active="account",
-            user=accounts.me(principal),
-            totp=totp,
-            recovery_codes=None,
-            error=error,
-        )
+        return _account(request, accounts, principal, totp=totp, error=error)
 
     @post("/account/totp/confirm", guards=[page_person], sync_to_thread=True)
     def totp_confirm(self, request: Request, data: Form, accounts: AccountService) -> Template:
@@ -353,15 +354,13 @@ class PortalAuthController(Controller):
             error = None
         except AppError as exc:
             codes, error = None, exc.message
-        return render(
+        return _account(
             request,
-            "auth/account.html",
-            status_code=200 if codes else 400,
-            active="account",
-            user=accounts.me(principal),
-            totp=None,
+            accounts,
+            principal,
             recovery_codes=codes,
             error=error,
+            status_code=200 if codes else 400,
         )
 
     @post("/account/totp/disable", guards=[page_person], sync_to_thread=True)
@@ -373,15 +372,8 @@ class PortalAuthController(Controller):
         try:
             accounts.totp_disable(principal, str(data.get("password") or ""))
         except AppError as exc:
-            return render(
-                request,
-                "auth/account.html",
-                status_code=exc.status_code,
-                active="account",
-                user=accounts.me(principal),
-                totp=None,
-                recovery_codes=None,
-                error=exc.message,
+            return _account(
+                request, accounts, principal, error=exc.message, status_code=exc.status_code
             )
         flash(request, "The second factor is off.")
         return redirect("/account")
@@ -390,12 +382,9 @@ class PortalAuthController(Controller):
     def recovery_codes(self, request: Request, accounts: AccountService) -> Template:
         principal = current(request)
         assert principal is not None
-        return render(
+        return _account(
             request,
-            "auth/account.html",
-            active="account",
-            user=accounts.me(principal),
-            totp=None,
+            accounts,
+            principal,
             recovery_codes=accounts.regenerate_recovery_codes(principal),
-            error=None,
         )

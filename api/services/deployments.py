@@ -324,23 +324,19 @@ class EvaluationService(TenantService):
             row = get_project(scope, project)
             rows = scope.evaluations(row.id, min(max(limit, 1), 500))
             dagster_ids = {e.dagster_run_id for e in rows if e.dagster_run_id}
-            runs = (
-                dict(
-                    scope.session.execute(
-                        select(Run.dagster_run_id, Run.id).where(
-                            Run.tenant_id == self.tenant_id,
-                            Run.dagster_run_id.in_(dagster_ids),
-                        )
-                    ).tuples()
+            runs: dict[str, str] = {}
+            if dagster_ids:
+                found = scope.session.execute(
+                    select(Run.dagster_run_id, Run.id).where(
+                        Run.tenant_id == self.tenant_id, Run.dagster_run_id.in_(dagster_ids)
+                    )
                 )
-                if dagster_ids
-                else {}
-            )
+                runs = {dagster_id: run_id for dagster_id, run_id in found if dagster_id}
             views_ = [views.evaluation(e) for e in rows]
         return EvaluationHistory(
             [e for e in views_ if e.kind != "scheduled"],
             [e for e in views_ if e.kind == "scheduled"],
-            {k: v for k, v in runs.items() if k},
+            runs,
         )
 
     def report_page(self, project: str, evaluation_id: str) -> EvaluationReport:

@@ -220,8 +220,10 @@ class DocumentService(TenantService):
             document_id = str(citation["document_id"])
             if document_id not in pages:
                 with self.scope() as scope:
-                    sha = self._document(scope, project, document_id).sha256
-                screened = _artifact(self._pstore(project), f"screened/{sha}.json") or {}
+                    found = scope.document(document_id)
+                # A document deleted since the deployment was built: nothing to map against.
+                sha = found.sha256 if found is not None else None
+                screened = (sha and _artifact(self._pstore(project), f"screened/{sha}.json")) or {}
                 pages[document_id] = {
                     int(p["number"]): str(p.get("text", "")) for p in screened.get("pages", [])
                 }

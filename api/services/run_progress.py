@@ -26,6 +26,8 @@ STATUS_TONES = {
     "failed": "bad",
     "cancelled": "warn",
 }
+# The training-loss series marks its points while the curve is this short.
+SHOW_POINTS_BELOW = 100
 # Step events are many (one a second while training); the timeline lists everything else.
 STEP_KIND = "train_step"
 _EVENT_TONES = {
@@ -169,7 +171,12 @@ def loss_chart(points: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {
         "x": [p["step"] for p in points],
         "series": [
-            {"label": "training loss", "values": [p.get("loss") for p in points]},
+            {
+                "label": "training loss",
+                "values": [p.get("loss") for p in points],
+                # a short curve shows its points (one point alone draws no line)
+                "points": len(points) < SHOW_POINTS_BELOW,
+            },
             {
                 "label": "validation loss",
                 "values": [p.get("val_loss") for p in points],

@@ -84,6 +84,9 @@ def portal(
         "PRIVATUNE_S3_BUCKET": "portal",
         "PRIVATUNE_ADMIN_TOKEN": OPERATOR_TOKEN,
         "PRIVATUNE_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
+        # A short run: a few training steps, a few gold questions in the evaluation.
+        "PRIVATUNE_TRAIN_STEPS": "4",
+        "PRIVATUNE_EVAL_MAX_QUESTIONS": "2",
     }
     procs = start_services(home, _free_port(), api_port, env)
     url = f"http://127.0.0.1:{api_port}"
@@ -191,43 +194,56 @@ UPLOADS = [
 
 @pytest.fixture(scope="session")
 def trained_project(portal: Portal, browser) -> TrainedProject:
-    import time
+    """The first half of a new user's journey, in the browser: accept the invitation, create a
+    project, upload the sample documents with one hostile file (drag-and-drop form, a progress
+    bar per file), confirm the data rights, start a pipeline run from the run form and watch its
+    page to the end. The screens' tests (and test_journey.py, its second half) use the result."""
+    import re
+
+    from playwright.sync_api import expect
 
     from tests.conftest import BAD_SAMPLES, sample_files
 
     made = portal.tenant("acme", "owner@acme.example.com")
     page = accept_invitation(browser, portal, made["invitation"]["accept_url"], "Olive Owner")
-    headers = {"Authorization": f"Bearer {made['api_key']}"}
-    http = portal.http
-    created = http.post(
-        "/v1/projects", json={"slug": "handbook", "name": "Handbook"}, headers=headers
-    )
-    assert created.status_code == 201, created.text
+    page.get_by_label("Slug").fill("handbook")
+    page.get_by_label("Name", exact=True).fill("Handbook")
+    page.get_by_role("button", name="Create project").click()
+    page.wait_for_url("**/t/acme/projects/handbook/documents")
+
     files = sample_files(UPLOADS) + [BAD_SAMPLES / "empty.txt"]
-    upload = http.post(
-        "/v1/projects/handbook/documents",
-        files=[("files", (p.name, p.read_bytes())) for p in files],
-        headers=headers,
+    page.locator("#upload-files").set_input_files([str(p) for p in files])
+    page.get_by_role("button", name="Upload", exact=True).click()
+    uploads = page.locator("#upload-list li")
+    expect(uploads).to_have_count(len(files))
+    for item in uploads.all():
+        expect(item.locator("progress")).to_have_attribute("value", "100", timeout=60_000)
+        expect(item.locator("span").last).to_have_text("stored", timeout=60_000)
+    shot(page, "04-upload-progress")
+
+    page.goto("/t/acme/projects/handbook/settings")
+    page.get_by_label("Confirmed by").fill("Olive Owner")
+    page.get_by_label("Statement").fill("Acme's own handbook.")
+    page.get_by_role("button", name="Confirm data rights").click()
+    expect(page.locator("#data-rights")).to_contain_text("Olive Owner")
+
+    page.goto("/t/acme/projects/handbook/runs/new")
+    page.get_by_label("Pipeline").check()
+    page.locator("#hp-max_steps").fill("4")
+    page.get_by_role("button", name="Start run").click()
+    page.wait_for_url(re.compile(r".*/runs/[0-9a-f]{32}$"))
+    run_id = page.url.rsplit("/", 1)[1]
+    # The page follows the run live and reloads itself when it ends.
+    expect(page.locator("#run-status")).to_have_text(
+        re.compile("succeeded|failed|cancelled"), timeout=900_000
     )
-    assert upload.status_code == 201, upload.text
-    http.put(
-        "/v1/projects/handbook/data-rights",
-        json={"confirmed_by": "Olive Owner", "statement": "Acme's own handbook."},
-        headers=headers,
-    ).raise_for_status()
-    run = http.post(
-        "/v1/projects/handbook/runs",
-        json={"train_steps": 4, "eval_max_questions": 2},
-        headers=headers,
-    )
-    assert run.status_code == 202, run.text
-    deadline = time.time() + 900
-    while time.time() < deadline:
-        state = http.get(f"/v1/projects/handbook/runs/{run.json()['id']}", headers=headers).json()
-        if state["status"] in ("succeeded", "failed", "cancelled"):
-            break
-        time.sleep(2)
+    page.wait_for_load_state()
+    state = portal.http.get(
+        f"/v1/projects/handbook/runs/{run_id}",
+        headers={"Authorization": f"Bearer {made['api_key']}"},
+    ).json()
     assert state["status"] == "succeeded", state
+    shot(page, "06-run-finished")
     return TrainedProject(
         "acme", "handbook", "owner@acme.example.com", made["api_key"], state, page.context
     )

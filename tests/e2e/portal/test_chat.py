@@ -26,9 +26,12 @@ def _events(body: str) -> list[tuple[str, object]]:
 
 
 def _ask(page, question: str):
+    """Ask in the page; the answer's article once it is complete (pinned by its position:
+    later answers follow it)."""
+    answers = page.locator("article.msg.assistant")
+    answer = answers.nth(answers.count())
     page.get_by_role("textbox", name="Your question").fill(question)
     page.get_by_role("button", name="Ask").click()
-    answer = page.locator("article.msg.assistant").last
     expect(answer).to_have_attribute("data-state", "done", timeout=ANSWER_TIMEOUT)
     return answer
 
@@ -60,8 +63,6 @@ def test_streamed_answer_follow_up_citation_and_refusal(portal, trained_project)
     assert re.fullmatch(r"/t/acme/projects/handbook/documents/\w+/view", url.path), href
     query = {k: int(v[0]) for k, v in parse_qs(url.query).items()}
     assert set(query) == {"page", "start", "end"} and query["start"] < query["end"]
-    accessible(page, "chat")
-    shot(page, "09-chat")
 
     # A follow-up goes with the conversation so far.
     with page.expect_request(f"**{CHAT}/stream") as sent:
@@ -105,6 +106,8 @@ def test_streamed_answer_follow_up_citation_and_refusal(portal, trained_project)
     expect(refused.locator(".refusal-label")).to_contain_text("Refused")
     expect(refused.locator(".refusal-reason")).to_contain_text("do not answer it")
     expect(refused.locator(".citations")).to_have_count(0)
+    accessible(page, "chat")
+    shot(page, "09-chat")
 
     # The stream itself: meta first (version, refusal, citations), the text in several
     # pieces, then done with the whole text; a refusal's meta says why.

@@ -122,7 +122,9 @@ def test_live_training_run_from_the_form(portal, trained_project):
     page.locator("#hp-max_steps").fill("12")
     page.locator("#hp-checkpoint_every").fill("4")
     page.locator("#hp-batch_tokens").fill("512")
-    expect(verdict).to_contain_text("needs about", timeout=15_000)
+    # recomputed for the new fields: one packed step of batch_tokens
+    expect(page.locator("#estimate-tokens")).to_have_text("512", timeout=15_000)
+    expect(verdict).to_contain_text("needs about")
     expect(page.locator("#estimate-body .badge")).to_have_text("fits")
     accessible(page, "run form")
     shot(page, "06-run-form")
@@ -141,6 +143,10 @@ def test_live_training_run_from_the_form(portal, trained_project):
     )
     assert page.evaluate("() => document.getElementById('run-progress').value") > 0
     expect(page.locator("#run-progress-text")).to_contain_text("of 12")
+    # ... and keep coming: the curve grows step after step.
+    page.wait_for_function(
+        "window.privatune.charts['loss-chart'].data[0].length >= 4", timeout=TRAIN_TIMEOUT_MS
+    )
     shot(page, "06-run-live")
     seen = _chart_steps(page)
 
