@@ -123,13 +123,7 @@ class DatasetService(TenantService):
         with self.scope() as scope:
             row = get_project(scope, project)
             generation = self._version(scope, row, version).generation
-            items = scope.examples(row.id, generation, limit=limit, offset=offset, **filters)
-            return schemas.ExamplePage(
-                items=[views.example(e) for e in items],
-                total=scope.count_examples(row.id, generation, **filters),
-                limit=limit,
-                offset=offset,
-            )
+            return _example_page(scope, row.id, generation, limit, offset, filters)
 
     def browse(
         self,
@@ -270,13 +264,7 @@ class ReviewService(TenantService):
             if generation is None:
                 return schemas.ExamplePage(items=[], total=0, limit=limit, offset=offset)
             filters = {"status": status, "split": split, "kind": kind}
-            items = scope.examples(row.id, generation, limit=limit, offset=offset, **filters)
-            return schemas.ExamplePage(
-                items=[views.example(e) for e in items],
-                total=scope.count_examples(row.id, generation, **filters),
-                limit=limit,
-                offset=offset,
-            )
+            return _example_page(scope, row.id, generation, limit, offset, filters)
 
     def decide(
         self,
@@ -333,3 +321,21 @@ def _apply_edit(
             m["content"] = new_answer
     example.question, example.answer, example.messages = new_question, new_answer, messages
     return new_question, new_answer
+
+
+def _example_page(
+    scope: TenantScope,
+    project_id: str,
+    generation: str,
+    limit: int,
+    offset: int,
+    filters: dict[str, Any],
+) -> schemas.ExamplePage:
+    """One page of a generation's examples matching `filters`, with the matching total."""
+    items = scope.examples(project_id, generation, limit=limit, offset=offset, **filters)
+    return schemas.ExamplePage(
+        items=[views.example(e) for e in items],
+        total=scope.count_examples(project_id, generation, **filters),
+        limit=limit,
+        offset=offset,
+    )
