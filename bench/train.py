@@ -118,18 +118,28 @@ def encoded_examples(tokenizer, n: int, seq: int = SEQ, seed: int = 0) -> list[d
 # --- one measurement, in its own process ---------------------------------------------------
 
 
-def _rss_bytes() -> int:
+def _status_bytes(field: str) -> int:
     with open("/proc/self/status") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     return 0
 
 
-def _peak_rss_bytes() -> int:
-    import resource
+def _rss_bytes() -> int:
+    return _status_bytes("VmRSS")
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+
+def _reset_peak_rss() -> None:
+    """Start the high-water mark afresh (Linux >= 4.0). Not `ru_maxrss`: the kernel carries a
+    parent's peak RSS into a child across fork and exec, so a worker started by a large process
+    (pytest half an hour into the suite: 2.7 GiB) reported the parent's peak as its own."""
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+
+
+def _peak_rss_bytes() -> int:
+    return _status_bytes("VmHWM")
 
 
 def train_params(spec: dict):
@@ -170,6 +180,7 @@ def worker(spec: dict) -> dict:
     total_steps = spec["warmup"] + spec["steps"]
     per_step = params.step_tokens() if params.packing else params.batch_size * 300
     train = encoded_examples(tokenizer, max(64, per_step * total_steps // 200), params.max_length)
+    _reset_peak_rss()
     rss_before = _rss_bytes()
     model, applied = load_for_training(path, params, "cpu")
     loaded = _rss_bytes() - rss_before

@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 from assets.training import packing  # noqa: E402
 from assets.training.trainer import (  # noqa: E402
     ALL_LINEAR,
+    CPU_MMAP_THRESHOLD,
     TrainingRefused,
     TrainParams,
     load_for_training,
@@ -176,7 +177,11 @@ def test_qlora_is_refused_on_cpu_with_the_reason() -> None:
 
 def test_load_for_training_switches_to_packed_attention_on_cpu() -> None:
     model, applied = load_for_training(_tiny(), TrainParams(target_modules=ALL_LINEAR), "cpu")
-    assert applied == {"device": "cpu", "dtype": "float32"}
+    assert applied == {
+        "device": "cpu",
+        "dtype": "float32",
+        "malloc_mmap_threshold": CPU_MMAP_THRESHOLD,  # glibc here
+    }
     assert model.get_base_model().config._attn_implementation == packing.ATTENTION_NAME
     trainable = {n.split(".")[-4] for n, p in model.named_parameters() if p.requires_grad}
     assert set(ALL_LINEAR) <= trainable

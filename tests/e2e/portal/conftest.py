@@ -66,7 +66,7 @@ class Portal:
         return made.json()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def portal(
     tmp_path_factory: pytest.TempPathFactory, make_postgres_db_session, s3_server, clamd
 ) -> Iterator[Portal]:
@@ -97,7 +97,7 @@ def portal(
         stop_services(procs)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser():
     from playwright.sync_api import sync_playwright
 
@@ -109,7 +109,7 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def screenshots_folder() -> Path:
     if SCREENSHOTS.exists():
         shutil.rmtree(SCREENSHOTS)
@@ -192,7 +192,7 @@ UPLOADS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def trained_project(portal: Portal, browser) -> TrainedProject:
     """The first half of a new user's journey, in the browser: accept the invitation, create a
     project, upload the sample documents with one hostile file (drag-and-drop form, a progress
