@@ -14,7 +14,7 @@ from litestar.params import Body
 from litestar.response import Redirect, Template
 
 from api.errors import AppError
-from api.portal.pages import current, flash, page_person, redirect, render
+from api.portal.pages import flash, page_person, redirect, render
 from api.security import Principal, public
 from api.services.accounts import AccountService, SessionGrant
 from api.services.members import InvitationService
@@ -305,17 +305,13 @@ class PortalAuthController(Controller):
 
     # --- your account --------------------------------------------------------------------
     @get("/account", guards=[page_person], sync_to_thread=True)
-    def account(self, request: Request, accounts: AccountService) -> Template:
-        principal = current(request)
-        assert principal is not None
+    def account(self, request: Request, principal: Principal, accounts: AccountService) -> Template:
         return _account(request, accounts, principal)
 
     @post("/account/password", guards=[page_person], sync_to_thread=True)
     def change_password(
-        self, request: Request, data: Form, accounts: AccountService
+        self, request: Request, principal: Principal, data: Form, accounts: AccountService
     ) -> Template | Redirect:
-        principal = current(request)
-        assert principal is not None
         try:
             if data.get("new_password") != data.get("new_password_repeat"):
                 raise AppError(
@@ -335,9 +331,9 @@ class PortalAuthController(Controller):
         return redirect("/account")
 
     @post("/account/totp", guards=[page_person], sync_to_thread=True)
-    def totp_begin(self, request: Request, accounts: AccountService) -> Template:
-        principal = current(request)
-        assert principal is not None
+    def totp_begin(
+        self, request: Request, principal: Principal, accounts: AccountService
+    ) -> Template:
         try:
             totp = accounts.totp_begin(principal)
             error = None
@@ -346,9 +342,9 @@ class PortalAuthController(Controller):
         return _account(request, accounts, principal, totp=totp, error=error)
 
     @post("/account/totp/confirm", guards=[page_person], sync_to_thread=True)
-    def totp_confirm(self, request: Request, data: Form, accounts: AccountService) -> Template:
-        principal = current(request)
-        assert principal is not None
+    def totp_confirm(
+        self, request: Request, principal: Principal, data: Form, accounts: AccountService
+    ) -> Template:
         try:
             codes = accounts.totp_confirm(principal, str(data.get("code") or ""))
             error = None
@@ -365,10 +361,8 @@ class PortalAuthController(Controller):
 
     @post("/account/totp/disable", guards=[page_person], sync_to_thread=True)
     def totp_disable(
-        self, request: Request, data: Form, accounts: AccountService
+        self, request: Request, principal: Principal, data: Form, accounts: AccountService
     ) -> Template | Redirect:
-        principal = current(request)
-        assert principal is not None
         try:
             accounts.totp_disable(principal, str(data.get("password") or ""))
         except AppError as exc:
@@ -379,9 +373,9 @@ class PortalAuthController(Controller):
         return redirect("/account")
 
     @post("/account/recovery-codes", guards=[page_person], sync_to_thread=True)
-    def recovery_codes(self, request: Request, accounts: AccountService) -> Template:
-        principal = current(request)
-        assert principal is not None
+    def recovery_codes(
+        self, request: Request, principal: Principal, accounts: AccountService
+    ) -> Template:
         return _account(
             request,
             accounts,

@@ -17,7 +17,7 @@ from litestar.response import Redirect, Template
 
 from api import schemas
 from api.errors import AppError, BadRequest
-from api.portal.pages import current, flash, page_scope, redirect, render
+from api.portal.pages import flash, may, page_scope, redirect, render
 from api.services.datasets import SPLITS, DatasetService, ReviewService
 from assets.dataset.review import STATUSES
 
@@ -25,11 +25,6 @@ Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED
 PAGE_SIZE = 25
 # The event the next-training-set panel reloads on after a decision.
 CHANGED = "review-changed"
-
-
-def _can_review(request: Request) -> bool:
-    principal = current(request)
-    return principal is not None and "write" in principal.scopes
 
 
 def _htmx(request: Request) -> bool:
@@ -100,7 +95,7 @@ class PortalDatasetController(Controller):
             filters=chosen,
             splits=SPLITS,
             statuses=STATUSES,
-            can_review=_can_review(request),
+            can_review=may(request, "write"),
             back="?" + request.url.query if request.url.query else "",
         )
 
@@ -134,7 +129,7 @@ class PortalDatasetController(Controller):
             tenant=tenant,
             project=project,
             example=datasets.example(project, example_id),
-            can_review=_can_review(request),
+            can_review=may(request, "write"),
             back=back or "",
         )
 

@@ -15,7 +15,7 @@ from litestar.response import Redirect, Template
 
 from api import schemas
 from api.errors import AppError, BadRequest
-from api.portal.pages import current, flash, page_scope, redirect, render
+from api.portal.pages import flash, may, page_scope, redirect, render
 from api.schemas import INT32_MAX, checked_parameter
 from api.services.deployments import DeploymentService
 
@@ -60,7 +60,6 @@ class PortalDeploymentController(Controller):
         error: dict[str, str] | None = None,
         values: dict[str, Any] | None = None,
     ) -> Template:
-        principal = current(request)
         return render(
             request,
             "deployments/list.html",
@@ -68,7 +67,7 @@ class PortalDeploymentController(Controller):
             project=project,
             status_code=status_code,
             view=deployments.overview(project),
-            can_deploy=principal is not None and "deploy" in principal.scopes,
+            can_deploy=may(request, "deploy"),
             runtime_kinds=RUNTIME_KINDS,
             error=error or {},
             values=values or {},

@@ -14,16 +14,11 @@ from litestar.params import Body
 from litestar.response import Redirect, Template
 
 from api.errors import AppError
-from api.portal.pages import current, flash, page_scope, redirect, render
+from api.portal.pages import flash, may, page_scope, redirect, render
 from api.services.documents import DocumentService, DocumentTable, uploaded_files
 
 UploadForm = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)]
 TABLE_ID = "documents-table"
-
-
-def _can_write(request: Request) -> bool:
-    principal = current(request)
-    return principal is not None and "write" in principal.scopes
 
 
 def _is_fragment(request: Request, target: str) -> bool:
@@ -47,7 +42,7 @@ def _list_page(
         project=project,
         status_code=status_code,
         table=table,
-        can_write=_can_write(request),
+        can_write=may(request, "write"),
         error=error,
         table_id=TABLE_ID,
     )
@@ -120,7 +115,7 @@ class PortalDocumentController(Controller):
             active="documents",
             project=project,
             detail=documents.detail(project, document_id),
-            can_write=_can_write(request),
+            can_write=may(request, "write"),
         )
 
     @post("/{document_id:str}/delete", guards=[page_scope("write")], sync_to_thread=True)

@@ -15,7 +15,7 @@ from litestar.response import Redirect, Template
 
 from api import schemas
 from api.errors import AppError, BadRequest
-from api.portal.pages import current, flash, page_operator, redirect, render
+from api.portal.pages import flash, page_operator, redirect, render
 from api.security import Principal
 from api.services.plans import LIMIT_BY_FIELD, PLAN_FIELDS, PlanService
 from api.services.tenants import TenantService
@@ -71,12 +71,6 @@ def model_entry(data: dict[str, Any]) -> schemas.BaseModelCreate:
         raise BadRequest(str(exc), code="invalid_base_model") from exc
 
 
-def _operator(request: Request) -> Principal:
-    principal = current(request)
-    assert principal is not None  # page_operator made sure
-    return principal
-
-
 class PortalOperatorController(Controller):
     path = "/operator"
     include_in_schema = False
@@ -111,12 +105,17 @@ class PortalOperatorController(Controller):
 
     @post("/tenants", guards=[page_operator], sync_to_thread=True)
     def create_tenant(
-        self, request: Request, data: Form, tenants: TenantService, plans: PlanService
+        self,
+        request: Request,
+        principal: Principal,
+        data: Form,
+        tenants: TenantService,
+        plans: PlanService,
     ) -> Template:
         values = {k: _text(data, k) for k in ("slug", "name", "plan", "owner_email")}
         try:
             created = tenants.create(
-                _operator(request),
+                principal,
                 values["slug"],
                 values["name"] or None,
                 values["plan"] or None,
@@ -133,10 +132,16 @@ class PortalOperatorController(Controller):
 
     @post("/tenants/{slug:str}/suspend", guards=[page_operator], sync_to_thread=True)
     def suspend(
-        self, request: Request, slug: str, data: Form, tenants: TenantService, plans: PlanService
+        self,
+        request: Request,
+        principal: Principal,
+        slug: str,
+        data: Form,
+        tenants: TenantService,
+        plans: PlanService,
     ) -> Template | Redirect:
         try:
-            tenants.suspend(slug, _text(data, "reason"), _operator(request).actor)
+            tenants.suspend(slug, _text(data, "reason"), principal.actor)
         except AppError as exc:
             return self._tenants_page(request, tenants, plans, exc.status_code, error=exc.message)
         flash(request, f"Tenant {slug} suspended: its keys and members are refused until resumed.")
@@ -144,10 +149,15 @@ class PortalOperatorController(Controller):
 
     @post("/tenants/{slug:str}/resume", guards=[page_operator], sync_to_thread=True)
     def resume(
-        self, request: Request, slug: str, tenants: TenantService, plans: PlanService
+        self,
+        request: Request,
+        principal: Principal,
+        slug: str,
+        tenants: TenantService,
+        plans: PlanService,
     ) -> Template | Redirect:
         try:
-            tenants.resume(slug, _operator(request).actor)
+            tenants.resume(slug, principal.actor)
         except AppError as exc:
             return self._tenants_page(request, tenants, plans, exc.status_code, error=exc.message)
         flash(request, f"Tenant {slug} resumed.")
@@ -155,10 +165,16 @@ class PortalOperatorController(Controller):
 
     @post("/tenants/{slug:str}/plan", guards=[page_operator], sync_to_thread=True)
     def change_plan(
-        self, request: Request, slug: str, data: Form, tenants: TenantService, plans: PlanService
+        self,
+        request: Request,
+        principal: Principal,
+        slug: str,
+        data: Form,
+        tenants: TenantService,
+        plans: PlanService,
     ) -> Template | Redirect:
         try:
-            summary = tenants.change_plan(slug, _text(data, "plan"), _operator(request).actor)
+            summary = tenants.change_plan(slug, _text(data, "plan"), principal.actor)
         except AppError as exc:
             return self._tenants_page(request, tenants, plans, exc.status_code, error=exc.message)
         flash(request, f"Tenant {slug} is now on the {summary.plan} plan.")
@@ -190,12 +206,12 @@ class PortalOperatorController(Controller):
         return self._plans_page(request, plans)
 
     @post("/plans", guards=[page_operator], sync_to_thread=True)
-    def create_plan(self, request: Request, data: Form, plans: PlanService) -> Template | Redirect:
+    def create_plan(
+        self, request: Request, principal: Principal, data: Form, plans: PlanService
+    ) -> Template | Redirect:
         values = {k: _text(data, k) for k in ("id", "name", *PLAN_FIELDS)}
         try:
-            plan = plans.create(
-                values["id"], values["name"], plan_limits(data), _operator(request).actor
-            )
+            plan = plans.create(values["id"], values["name"], plan_limits(data), principal.actor)
         except AppError as exc:
             return self._plans_page(
                 request, plans, exc.status_code, error=exc.message, values=values
@@ -205,11 +221,11 @@ class PortalOperatorController(Controller):
 
     @post("/plans/{plan_id:str}", guards=[page_operator], sync_to_thread=True)
     def update_plan(
-        self, request: Request, plan_id: str, data: Form, plans: PlanService
+        self, request: Request, principal: Principal, plan_id: str, data: Form, plans: PlanService
     ) -> Template | Redirect:
         try:
             plan = plans.update(
-                plan_id, _text(data, "name") or None, plan_limits(data), _operator(request).actor
+                plan_id, _text(data, "name") or None, plan_limits(data), principal.actor
             )
         except AppError as exc:
             return self._plans_page(request, plans, exc.status_code, error=exc.message)
@@ -249,10 +265,10 @@ class PortalOperatorController(Controller):
 
     @post("/models", guards=[page_operator], sync_to_thread=True)
     def register_model(
-        self, request: Request, data: Form, registry: RegistryService
+        self, request: Request, principal: Principal, data: Form, registry: RegistryService
     ) -> Template | Redirect:
         try:
-            entry = registry.register(model_entry(data), _operator(request).actor)
+            entry = registry.register(model_entry(data), principal.actor)
         except AppError as exc:
             values: dict[str, Any] = {k: _text(data, k) for k in data}
             values.update({name: bool(_text(data, name)) for name in MODEL_FLAGS})

@@ -110,6 +110,12 @@ def current(request: Request) -> Principal | None:
     return principal if isinstance(principal, Principal) else None
 
 
+def may(request: Request, scope: str) -> bool:
+    """Whether the caller holds `scope`: what a page offers (the guards refuse the rest)."""
+    principal = current(request)
+    return principal is not None and scope in principal.scopes
+
+
 @dataclass(frozen=True)
 class NavItem:
     label: str

@@ -19,7 +19,7 @@ from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage,
 
 from api import schemas
 from api.errors import AppError
-from api.portal.pages import current, flash, page_scope, redirect, render
+from api.portal.pages import flash, may, page_scope, redirect, render
 from api.services.run_form import hyperparameter_fields, parse_hyperparameters
 from api.services.run_progress import duration_text, loss_chart
 from api.services.runs import RunService, RunUpdate
@@ -33,11 +33,6 @@ POLL_S = 1.0
 DAGSTER_EVERY_S = 3.0
 # A comment line keeps an idle stream open through proxies.
 HEARTBEAT_S = 15.0
-
-
-def _can_train(request: Request) -> bool:
-    principal = current(request)
-    return principal is not None and "train" in principal.scopes
 
 
 def _values(pairs: Mapping[str, Any]) -> dict[str, Any]:
@@ -95,7 +90,7 @@ class PortalRunController(Controller):
             active="runs",
             project=project,
             rows=runs.listing(project),
-            can_train=_can_train(request),
+            can_train=may(request, "train"),
             duration=duration_text,
         )
 
@@ -196,7 +191,7 @@ class PortalRunController(Controller):
             active="runs",
             project=project,
             view=view,
-            can_train=_can_train(request),
+            can_train=may(request, "train"),
             loss_chart=loss_chart(view.points),
             duration=duration_text,
         )

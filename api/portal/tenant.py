@@ -14,7 +14,7 @@ from litestar.params import Body
 from litestar.response import Redirect, Template
 
 from api.errors import AppError, BadRequest
-from api.portal.pages import current, flash, page_scope, redirect, render
+from api.portal.pages import flash, may, page_scope, redirect, render
 from api.security import SCOPE_MEANING, SCOPES
 from api.services.audit import AuditService
 from api.services.keys import MAX_KEY_DAYS, KeyService
@@ -101,8 +101,7 @@ class PortalTenantController(Controller):
         invited: Any = None,
         values: dict[str, str] | None = None,
     ) -> Template:
-        principal = current(request)
-        admin = principal is not None and "admin" in principal.scopes
+        admin = may(request, "admin")
         people = members.members()
         return render(
             request,
@@ -193,8 +192,7 @@ class PortalTenantController(Controller):
         created: Any = None,
         values: dict[str, Any] | None = None,
     ) -> Template:
-        principal = current(request)
-        own = [s for s in SCOPES if principal is not None and s in principal.scopes]
+        own = [s for s in SCOPES if may(request, s)]
         return render(
             request,
             "tenant/keys.html",
