@@ -41,7 +41,7 @@ class InferenceController(Controller):
         question, history = conversation(data)
         inference.admit(principal)
         target = inference.resolve(principal, data.model)
-        runtime = (target.manifest.get("runtime") or {}).get("kind", "transformers")
+        runtime = target.runtime
         started = time.perf_counter()
         try:
             if data.stream:

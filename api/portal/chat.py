@@ -214,7 +214,7 @@ class PortalChatController(Controller):
         try:
             asked = question_from_form(data)
             target, served = self._prepare(principal, inference, asked)
-            runtime = (target.manifest.get("runtime") or {}).get("kind", "transformers")
+            runtime = target.runtime
             refused = served.refusal is not None
             text = "".join(
                 observed_stream(inference.stream(served), runtime, refused, time.perf_counter())
@@ -272,7 +272,7 @@ class PortalChatController(Controller):
                 status_code=exc.status_code,
                 headers={"cache-control": "no-cache", **exc.headers},
             )
-        runtime = (target.manifest.get("runtime") or {}).get("kind", "transformers")
+        runtime = target.runtime
         pieces = observed_stream(
             inference.stream(served), runtime, served.refusal is not None, started
         )

@@ -48,6 +48,11 @@ class Target:
     version: int
     manifest: dict
 
+    @property
+    def runtime(self) -> str:
+        """The runtime kind the deployment's package names (transformers unless it says)."""
+        return str((self.manifest.get("runtime") or {}).get("kind", "transformers"))
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -320,7 +325,7 @@ def completion_body(model: str, target: Target, answer: Answer) -> dict:
             "retrieval_confidence": round(answer.confidence, 4),
             "refusal_reason": answer.refusal_reason,
             "retrieval_query": answer.query,
-            "runtime": (target.manifest.get("runtime") or {}).get("kind", "transformers"),
+            "runtime": target.runtime,
             "latency_seconds": round(answer.seconds, 3),
         },
     }
